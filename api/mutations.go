@@ -1,0 +1,318 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.uber.org/zap"
+
+	"github.com/trafficmanager/trafficmanager/activities"
+	"github.com/trafficmanager/trafficmanager/routes"
+	"github.com/trafficmanager/trafficmanager/workflows"
+)
+
+// mutationResponse is the answer to every acknowledged mutation.
+type mutationResponse struct {
+	Route      routes.Route  `json:"route"`
+	Action     routes.Action `json:"action"`
+	Changed    bool          `json:"changed"`
+	EventID    string        `json:"event_id"`
+	WorkflowID string        `json:"workflow_id"`
+	RunID      string        `json:"run_id"`
+}
+
+type pendingResponse struct {
+	WorkflowID string `json:"workflow_id"`
+	RunID      string `json:"run_id"`
+	Status     string `json:"status"`
+}
+
+// validIdempotencyKey keeps keys readable inside a workflow id.
+func validIdempotencyKey(k string) bool {
+	if len(k) == 0 || len(k) > 128 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) fail(c *gin.Context, action routes.Action, err error) {
+	e := ToError(err)
+	s.o.Metrics.Requests.WithLabelValues(string(action)).Inc()
+	s.o.Metrics.Failure.WithLabelValues(string(action), e.Code).Inc()
+	WriteError(c, s.log, err)
+}
+
+// mutate runs m as a RouteMutation workflow with update-with-start and
+// answers once the commit is decided, or 202 after the ack timeout.
+func (s *Server) mutate(c *gin.Context, m routes.Mutation) {
+	start := time.Now()
+	action := string(m.Action)
+	if err := m.Validate(); err != nil {
+		s.fail(c, m.Action, err)
+		return
+	}
+	if err := Authorize(c, m.Key.Tenant, true); err != nil {
+		s.fail(c, m.Action, err)
+		return
+	}
+	key := c.GetHeader("Idempotency-Key")
+	if key == "" {
+		key = s.o.NewID()
+	} else if !validIdempotencyKey(key) {
+		s.fail(c, m.Action, InvalidArgument("Idempotency-Key must be 1-128 characters of letters, digits, '-', '_', '.', ':'"))
+		return
+	}
+	s.o.Metrics.Requests.WithLabelValues(action).Inc()
+	wfID := workflows.WorkflowID(m, key)
+	in := workflows.MutationInput{Mutation: m, EventID: s.o.NewID(), Principal: PrincipalName(c)}
+
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.o.AckTimeout)
+	defer cancel()
+	resp, err := s.execute(ctx, wfID, in)
+	if err != nil && ctx.Err() != nil && c.Request.Context().Err() == nil {
+		s.accepted(c, wfID, start, action)
+		return
+	}
+	if err != nil {
+		e := ToError(err)
+		s.o.Metrics.Failure.WithLabelValues(action, e.Code).Inc()
+		WriteError(c, s.log.With(zap.String("workflow_id", wfID)), err)
+		return
+	}
+	s.o.Metrics.Success.WithLabelValues(action).Inc()
+	s.o.Metrics.Latency.WithLabelValues(action).Observe(time.Since(start).Seconds())
+	status := http.StatusOK
+	if m.Action == routes.ActionCreated && resp.Changed {
+		status = http.StatusCreated
+	}
+	c.JSON(status, resp)
+}
+
+func (s *Server) execute(ctx context.Context, wfID string, in workflows.MutationInput) (mutationResponse, error) {
+	startOp := s.o.Temporal.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
+		ID:                       wfID,
+		TaskQueue:                s.o.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		TypedSearchAttributes:    workflows.SearchAttributes(in.Mutation),
+	}, workflows.WorkflowType, in)
+	handle, err := s.o.Temporal.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
+		StartWorkflowOperation: startOp,
+		UpdateOptions: client.UpdateWorkflowOptions{
+			UpdateID:     "commit", // a duplicate request attaches to the same update
+			UpdateName:   workflows.CommitUpdate,
+			WaitForStage: client.WorkflowUpdateStageCompleted,
+		},
+	})
+	if err != nil {
+		if temporal.IsWorkflowExecutionAlreadyStartedError(err) {
+			// Same Idempotency-Key, and the first mutation has finished:
+			// answer with its result.
+			return s.finished(ctx, wfID)
+		}
+		return mutationResponse{}, temporalError(err)
+	}
+	var out workflows.CommitOutput
+	if err := handle.Get(ctx, &out); err != nil {
+		return mutationResponse{}, temporalError(err)
+	}
+	return mutationResponse{
+		Route: out.Result.Route, Action: in.Mutation.Action, Changed: out.Result.Changed,
+		EventID: out.EventID, WorkflowID: wfID, RunID: handle.RunID(),
+	}, nil
+}
+
+// finished answers a repeated request from the closed workflow's result.
+func (s *Server) finished(ctx context.Context, wfID string) (mutationResponse, error) {
+	run := s.o.Temporal.GetWorkflow(ctx, wfID, "")
+	var st workflows.Status
+	if err := run.Get(ctx, &st); err != nil {
+		return mutationResponse{}, temporalError(err)
+	}
+	if st.ErrorType != "" {
+		return mutationResponse{}, rejection(st.ErrorType, st.Error)
+	}
+	if st.Result == nil {
+		return mutationResponse{}, errors.New("finished mutation has no result")
+	}
+	return mutationResponse{
+		Route: st.Result.Route, Action: st.Action, Changed: st.Result.Changed,
+		EventID: st.EventID, WorkflowID: wfID, RunID: run.GetRunID(),
+	}, nil
+}
+
+// accepted answers 202: the commit has not happened within the ack
+// timeout, and the workflow keeps retrying it.
+func (s *Server) accepted(c *gin.Context, wfID string, start time.Time, action string) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	defer cancel()
+	desc, err := s.o.Temporal.DescribeWorkflowExecution(ctx, wfID, "")
+	if err != nil {
+		// The workflow was never started: nothing will happen.
+		s.o.Metrics.Failure.WithLabelValues(action, "unavailable").Inc()
+		WriteError(c, s.log, Unavailable("the mutation could not be started; retry with the same Idempotency-Key"))
+		return
+	}
+	s.o.Metrics.Success.WithLabelValues(action).Inc()
+	s.o.Metrics.Latency.WithLabelValues(action).Observe(time.Since(start).Seconds())
+	c.Header("Location", "/api/v1/mutations/"+wfID)
+	c.JSON(http.StatusAccepted, pendingResponse{
+		WorkflowID: wfID,
+		RunID:      desc.GetWorkflowExecutionInfo().GetExecution().GetRunId(),
+		Status:     "pending",
+	})
+}
+
+// temporalError maps a rejected commit to its domain error and Temporal
+// unavailability to 503.
+func temporalError(err error) error {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		if e := rejection(appErr.Type(), appErr.Message()); e != nil {
+			return e
+		}
+	}
+	var unavailable *serviceerror.Unavailable
+	if errors.As(err, &unavailable) {
+		return Unavailable("the workflow service is unavailable")
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	return err
+}
+
+func rejection(errType, msg string) error {
+	switch errType {
+	case activities.ErrTypeInvalid:
+		return InvalidArgument(msg)
+	case activities.ErrTypeNotFound:
+		return RouteNotFound(msg)
+	case activities.ErrTypeConflict:
+		return Conflict(msg)
+	}
+	return nil
+}
+
+// mutationStatus is the answer of GET /api/v1/mutations/{workflow_id}.
+type mutationStatus struct {
+	WorkflowID string          `json:"workflow_id"`
+	RunID      string          `json:"run_id"`
+	Status     string          `json:"status"`
+	Action     routes.Action   `json:"action,omitempty"`
+	Route      any             `json:"route"`
+	Changed    *bool           `json:"changed,omitempty"`
+	EventID    string          `json:"event_id,omitempty"`
+	Steps      workflows.Steps `json:"steps"`
+	Error      *statusError    `json:"error,omitempty"`
+}
+
+type statusError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (s *Server) getMutation(c *gin.Context) {
+	wfID := strings.TrimPrefix(c.Param("id"), "/")
+	if !strings.HasPrefix(wfID, "route/") || len(wfID) > 512 {
+		WriteError(c, nil, MutationNotFound("no mutation "+truncate(wfID)))
+		return
+	}
+	parts := strings.Split(wfID, "/")
+	if len(parts) != 7 {
+		WriteError(c, nil, MutationNotFound("no mutation "+truncate(wfID)))
+		return
+	}
+	if err := Authorize(c, parts[1], false); err != nil {
+		WriteError(c, nil, MutationNotFound("no mutation "+truncate(wfID)))
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 5*time.Second)
+	defer cancel()
+	desc, err := s.o.Temporal.DescribeWorkflowExecution(ctx, wfID, "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		WriteError(c, nil, MutationNotFound("no mutation "+truncate(wfID)))
+		return
+	}
+	if err != nil {
+		WriteError(c, s.log, temporalError(err))
+		return
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	out := mutationStatus{
+		WorkflowID: wfID,
+		RunID:      info.GetExecution().GetRunId(),
+		Status:     statusName(info.GetStatus()),
+		Steps:      workflows.Steps{Committed: workflows.StepPending, Invalidated: workflows.StepPending, Published: workflows.StepPending, Audited: workflows.StepPending},
+	}
+	var st workflows.Status
+	switch info.GetStatus() {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		err = s.o.Temporal.GetWorkflow(ctx, wfID, out.RunID).Get(ctx, &st)
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		var v interface{ Get(any) error }
+		v, err = s.o.Temporal.QueryWorkflow(ctx, wfID, out.RunID, workflows.StatusQuery)
+		if err == nil {
+			err = v.Get(&st)
+		}
+	default:
+		err = errors.New("no status")
+	}
+	if err == nil {
+		out.Action, out.Steps, out.EventID = st.Action, st.Steps, st.EventID
+		out.Route = st.Key
+		if st.Result != nil {
+			out.Route, out.Changed = st.Result.Route, &st.Result.Changed
+		}
+		if st.ErrorType != "" {
+			e := ToError(rejection(st.ErrorType, st.Error))
+			out.Error = &statusError{Code: e.Code, Message: e.Message}
+		}
+	} else {
+		out.Action = routes.Action(parts[5])
+		out.Route = routes.Key{Tenant: parts[1], Service: parts[2], Env: parts[3], Version: parts[4]}
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func statusName(s enumspb.WorkflowExecutionStatus) string {
+	switch s {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		return "running"
+	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		return "completed"
+	case enumspb.WORKFLOW_EXECUTION_STATUS_FAILED:
+		return "failed"
+	case enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED:
+		return "canceled"
+	case enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED:
+		return "terminated"
+	case enumspb.WORKFLOW_EXECUTION_STATUS_TIMED_OUT:
+		return "timed_out"
+	case enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW:
+		return "continued_as_new"
+	}
+	return "unknown"
+}
+
+func truncate(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
+}

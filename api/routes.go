@@ -1,0 +1,229 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/trafficmanager/trafficmanager/routes"
+)
+
+type createRequest struct {
+	Tenant    string `json:"tenant"`
+	Service   string `json:"service"`
+	Env       string `json:"env"`
+	Version   string `json:"version"`
+	URL       string `json:"url"`
+	ChangedBy string `json:"changed_by"`
+	Active    *bool  `json:"active"`
+}
+
+type updateRequest struct {
+	URL       string `json:"url"`
+	ChangedBy string `json:"changed_by"`
+}
+
+type stateRequest struct {
+	ChangedBy string `json:"changed_by"`
+}
+
+// decodeJSON reads a JSON body of at most maxBody bytes into v, rejecting
+// unknown fields, trailing data and non-JSON content types. An empty body
+// is allowed only when optional is true.
+func decodeJSON(c *gin.Context, v any, optional bool) error {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return &Error{http.StatusRequestEntityTooLarge, "invalid_argument", "request body is larger than 64 KiB"}
+		}
+		return InvalidArgument("could not read the request body")
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		if optional {
+			return nil
+		}
+		return InvalidArgument("a JSON request body is required")
+	}
+	if ct := c.GetHeader("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return &Error{http.StatusUnsupportedMediaType, "invalid_argument", "Content-Type must be application/json"}
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return InvalidArgument("malformed JSON body: " + jsonProblem(err))
+	}
+	if dec.More() {
+		return InvalidArgument("malformed JSON body: unexpected data after the JSON object")
+	}
+	return nil
+}
+
+// jsonProblem describes a decoding error without echoing Go internals.
+func jsonProblem(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return "syntax error at byte " + strconv.FormatInt(syn.Offset, 10)
+	case errors.As(err, &typ):
+		return "field " + strconv.Quote(typ.Field) + " has the wrong type"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "unexpected end of input"
+	}
+	const unknown = "json: unknown field "
+	if msg := err.Error(); len(msg) > len(unknown) && msg[:len(unknown)] == unknown {
+		return "unknown field " + msg[len(unknown):]
+	}
+	return "not a JSON object of the expected shape"
+}
+
+func pathKey(c *gin.Context) (routes.Key, error) {
+	k := routes.Key{Tenant: c.Param("tenant"), Service: c.Param("service"), Env: c.Param("env"), Version: c.Param("version")}
+	return k, k.Validate()
+}
+
+// changedBy picks the author of a change: the body, then X-Changed-By, then
+// the authenticated principal, else "anonymous".
+func changedBy(c *gin.Context, fromBody string) string {
+	if fromBody != "" {
+		return fromBody
+	}
+	if h := c.GetHeader("X-Changed-By"); h != "" {
+		return h
+	}
+	if p := PrincipalName(c); p != "" {
+		return p
+	}
+	return "anonymous"
+}
+
+// PrincipalName returns the authenticated principal's name set by the auth
+// middleware under the "principal" key, or "".
+func PrincipalName(c *gin.Context) string {
+	if v, ok := c.Get("principal"); ok {
+		if s, ok := v.(string); ok {
+			return s
+		}
+	}
+	return ""
+}
+
+func (s *Server) createRoute(c *gin.Context) {
+	var req createRequest
+	if err := decodeJSON(c, &req, false); err != nil {
+		s.fail(c, routes.ActionCreated, err)
+		return
+	}
+	active := true
+	if req.Active != nil {
+		active = *req.Active
+	}
+	s.mutate(c, routes.Mutation{
+		Action:    routes.ActionCreated,
+		Key:       routes.Key{Tenant: req.Tenant, Service: req.Service, Env: req.Env, Version: req.Version},
+		URL:       req.URL,
+		Active:    active,
+		ChangedBy: changedBy(c, req.ChangedBy),
+	})
+}
+
+func (s *Server) updateRoute(c *gin.Context) {
+	k, err := pathKey(c)
+	var req updateRequest
+	if err == nil {
+		err = decodeJSON(c, &req, false)
+	}
+	if err != nil {
+		s.fail(c, routes.ActionUpdated, err)
+		return
+	}
+	s.mutate(c, routes.Mutation{Action: routes.ActionUpdated, Key: k, URL: req.URL, ChangedBy: changedBy(c, req.ChangedBy)})
+}
+
+func (s *Server) activateRoute(c *gin.Context)   { s.setState(c, routes.ActionActivated) }
+func (s *Server) deactivateRoute(c *gin.Context) { s.setState(c, routes.ActionDeactivated) }
+
+func (s *Server) setState(c *gin.Context, action routes.Action) {
+	k, err := pathKey(c)
+	var req stateRequest
+	if err == nil {
+		err = decodeJSON(c, &req, true)
+	}
+	if err != nil {
+		s.fail(c, action, err)
+		return
+	}
+	s.mutate(c, routes.Mutation{Action: action, Key: k, ChangedBy: changedBy(c, req.ChangedBy)})
+}
+
+func (s *Server) getRoute(c *gin.Context) {
+	k, err := pathKey(c)
+	if err == nil {
+		err = Authorize(c, k.Tenant, false)
+	}
+	if err != nil {
+		WriteError(c, s.log, err)
+		return
+	}
+	r, err := s.o.Routes.Get(c.Request.Context(), k)
+	if err != nil {
+		WriteError(c, s.log, err)
+		return
+	}
+	c.JSON(http.StatusOK, r)
+}
+
+func (s *Server) listRoutes(c *gin.Context) {
+	f := routes.Filter{Tenant: c.Query("tenant"), Service: c.Query("service"), Env: c.Query("env"), Cursor: c.Query("cursor")}
+	var err error
+	for _, p := range []struct{ field, v string }{{"tenant", f.Tenant}, {"service", f.Service}, {"env", f.Env}} {
+		if p.v != "" && err == nil {
+			err = routes.ValidateName(p.field, p.v)
+		}
+	}
+	if v, ok := c.GetQuery("active"); ok && err == nil {
+		b, perr := strconv.ParseBool(v)
+		if perr != nil {
+			err = InvalidArgument("active must be true or false")
+		}
+		f.Active = &b
+	}
+	if err == nil {
+		f.Limit, err = ParseLimit(c)
+	}
+	if err == nil {
+		f.Tenants, err = ScopeTenants(c, f.Tenant)
+	}
+	if err != nil {
+		WriteError(c, s.log, err)
+		return
+	}
+	page, err := s.o.Routes.List(c.Request.Context(), f)
+	if err != nil {
+		WriteError(c, s.log, err)
+		return
+	}
+	c.JSON(http.StatusOK, page)
+}
+
+// ParseLimit reads the limit query parameter: default 100, 1 to 1000.
+func ParseLimit(c *gin.Context) (int, error) {
+	v, ok := c.GetQuery("limit")
+	if !ok {
+		return 100, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, InvalidArgument("limit must be an integer from 1 to 1000")
+	}
+	return n, nil
+}

@@ -1,0 +1,113 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.temporal.io/sdk/client"
+	"go.uber.org/zap"
+
+	"github.com/trafficmanager/trafficmanager/observability"
+	"github.com/trafficmanager/trafficmanager/routes"
+)
+
+// RouteReader is what the API reads routes through (routes.Store).
+type RouteReader interface {
+	Get(ctx context.Context, k routes.Key) (routes.Route, error)
+	List(ctx context.Context, f routes.Filter) (routes.Page, error)
+}
+
+// Options configure the API server.
+type Options struct {
+	Temporal   client.Client
+	TaskQueue  string
+	Routes     RouteReader
+	Audit      AuditQuerier // nil: audit endpoints answer 503
+	AckTimeout time.Duration
+	Metrics    *observability.WriteMetrics
+	Registry   *prometheus.Registry
+	Log        *zap.Logger
+	// Middleware runs before every /api/v1 handler (authentication).
+	Middleware []gin.HandlerFunc
+	// NewID returns fresh ids (event ids, workflow keys); uuid v4 by default.
+	NewID func() string
+}
+
+// Server is the REST API.
+type Server struct {
+	o        Options
+	log      *zap.Logger
+	draining atomic.Bool
+}
+
+// New returns a server; call Handler to serve it.
+func New(o Options) *Server {
+	if o.NewID == nil {
+		o.NewID = uuid.NewString
+	}
+	if o.AckTimeout <= 0 {
+		o.AckTimeout = 5 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	return &Server{o: o, log: o.Log}
+}
+
+// SetDraining makes /readyz answer 503 so load balancers stop sending work.
+func (s *Server) SetDraining() { s.draining.Store(true) }
+
+// maxBody is the largest request body accepted.
+const maxBody = 64 << 10
+
+// Handler returns the Gin engine with every endpoint of API.md.
+func (s *Server) Handler() http.Handler {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, rec any) {
+		s.log.Error("panic in handler", zap.Any("panic", rec), zap.String("path", c.Request.URL.Path))
+		WriteError(c, nil, &Error{http.StatusInternalServerError, "internal", "internal error"})
+	}))
+	r.HandleMethodNotAllowed = true
+	r.NoRoute(func(c *gin.Context) { WriteError(c, nil, &Error{http.StatusNotFound, "not_found", "no such endpoint"}) })
+	r.NoMethod(func(c *gin.Context) {
+		WriteError(c, nil, &Error{http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this endpoint"})
+	})
+
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", s.ready)
+	if s.o.Registry != nil {
+		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.o.Registry, promhttp.HandlerOpts{})))
+	}
+
+	v1 := r.Group("/api/v1", s.o.Middleware...)
+	v1.POST("/routes", s.createRoute)
+	v1.GET("/routes", s.listRoutes)
+	v1.GET("/routes/:tenant/:service/:env/:version", s.getRoute)
+	v1.PUT("/routes/:tenant/:service/:env/:version", s.updateRoute)
+	v1.POST("/routes/:tenant/:service/:env/:version/activate", s.activateRoute)
+	v1.POST("/routes/:tenant/:service/:env/:version/deactivate", s.deactivateRoute)
+	v1.GET("/mutations/*id", s.getMutation)
+	RegisterAudit(v1, s.o.Audit, s.log)
+	return r
+}
+
+func (s *Server) ready(c *gin.Context) {
+	if s.draining.Load() {
+		WriteError(c, nil, Unavailable("draining"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := s.o.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+		WriteError(c, nil, Unavailable("temporal unreachable"))
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}

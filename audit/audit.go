@@ -1,0 +1,123 @@
+// Package audit is the MongoDB audit trail: one document per route change,
+// keyed by the change's event id, answering "who changed this route, when,
+// and what was it before?".
+package audit
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/trafficmanager/trafficmanager/events"
+)
+
+// CollectionName is the collection holding audit documents.
+const CollectionName = "route_audit"
+
+// RouteRef names the changed route inside a document.
+type RouteRef struct {
+	Tenant  string `bson:"tenant" json:"tenant"`
+	Service string `bson:"service" json:"service"`
+	Env     string `bson:"env" json:"env"`
+	Version string `bson:"version" json:"version"`
+}
+
+// Metadata carries what ties a document to the rest of the system.
+type Metadata struct {
+	Revision   int64  `bson:"revision" json:"revision"`
+	IsActive   bool   `bson:"is_active" json:"is_active"`
+	WorkflowID string `bson:"workflow_id,omitempty" json:"workflow_id,omitempty"`
+	RunID      string `bson:"run_id,omitempty" json:"run_id,omitempty"`
+	Source     string `bson:"source,omitempty" json:"source,omitempty"` // "workflow" or "backfill"
+}
+
+// Document is one audit record, in the seed's structure.
+type Document struct {
+	EventID       string    `bson:"event_id" json:"event_id"`
+	EventType     string    `bson:"event_type" json:"event_type"`
+	Action        string    `bson:"action" json:"action"`
+	Route         RouteRef  `bson:"route" json:"route"`
+	URL           string    `bson:"url" json:"url"`
+	PreviousURL   string    `bson:"previous_url" json:"previous_url"`
+	PreviousState string    `bson:"previous_state" json:"previous_state"`
+	ChangedBy     string    `bson:"changed_by" json:"changed_by"`
+	OccurredAt    time.Time `bson:"occurred_at" json:"occurred_at"`
+	ProcessedAt   time.Time `bson:"processed_at" json:"processed_at"`
+	Metadata      Metadata  `bson:"metadata" json:"metadata"`
+}
+
+// FromEvent builds the document of an event; ProcessedAt is set on insert.
+func FromEvent(e events.Event, source string) Document {
+	return Document{
+		EventID:       e.EventID,
+		EventType:     events.TypeRouteChanged,
+		Action:        string(e.Action),
+		Route:         RouteRef{Tenant: e.Tenant, Service: e.Service, Env: e.Env, Version: e.Version},
+		URL:           e.URL,
+		PreviousURL:   e.PreviousURL,
+		PreviousState: e.PreviousState,
+		ChangedBy:     e.ChangedBy,
+		OccurredAt:    e.OccurredAt.UTC(),
+		Metadata: Metadata{
+			Revision:   e.Revision,
+			IsActive:   e.IsActive,
+			WorkflowID: e.WorkflowID,
+			RunID:      e.RunID,
+			Source:     source,
+		},
+	}
+}
+
+// Store is the audit collection.
+type Store struct {
+	coll *mongo.Collection
+	now  func() time.Time
+}
+
+// NewStore returns the store over db's audit collection. Call EnsureIndexes
+// once at start.
+func NewStore(db *mongo.Database) *Store {
+	return &Store{coll: db.Collection(CollectionName), now: time.Now}
+}
+
+// Collection returns the underlying collection.
+func (s *Store) Collection() *mongo.Collection { return s.coll }
+
+// EnsureIndexes creates the seed's four indexes; with retention > 0 the
+// occurred_at index expires documents after it.
+func (s *Store) EnsureIndexes(ctx context.Context, retention time.Duration) error {
+	occurred := options.Index().SetName("occurred_at")
+	if retention > 0 {
+		occurred = options.Index().SetName("occurred_at_ttl").SetExpireAfterSeconds(int32(retention / time.Second))
+	}
+	models := []mongo.IndexModel{
+		{Keys: bson.D{{Key: "event_id", Value: 1}}, Options: options.Index().SetName("event_id_unique").SetUnique(true)},
+		{Keys: bson.D{{Key: "route.tenant", Value: 1}, {Key: "route.service", Value: 1}, {Key: "route.env", Value: 1}, {Key: "route.version", Value: 1}, {Key: "occurred_at", Value: -1}}, Options: options.Index().SetName("route_occurred_at")},
+		{Keys: bson.D{{Key: "occurred_at", Value: -1}}, Options: occurred},
+		{Keys: bson.D{{Key: "action", Value: 1}, {Key: "occurred_at", Value: -1}}, Options: options.Index().SetName("action_occurred_at")},
+	}
+	if _, err := s.coll.Indexes().CreateMany(ctx, models); err != nil {
+		return fmt.Errorf("create audit indexes: %w", err)
+	}
+	return nil
+}
+
+// Insert stores doc once. A document with the same event id already present
+// is success (inserted=false): retries and replays never make a second one.
+func (s *Store) Insert(ctx context.Context, doc Document) (inserted bool, err error) {
+	if doc.ProcessedAt.IsZero() {
+		doc.ProcessedAt = s.now().UTC()
+	}
+	_, err = s.coll.InsertOne(ctx, doc)
+	if mongo.IsDuplicateKeyError(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("insert audit %s: %w", doc.EventID, err)
+	}
+	return true, nil
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.temporal.io/sdk/client"
+	"go.uber.org/zap"
+
+	"github.com/trafficmanager/trafficmanager/config"
+	"github.com/trafficmanager/trafficmanager/observability"
+	"github.com/trafficmanager/trafficmanager/schema"
+)
+
+// openPostgres connects a pool and applies migrations when TM_MIGRATE=auto.
+func openPostgres(ctx context.Context, cfg config.Config, log *zap.Logger) (*pgxpool.Pool, error) {
+	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("TM_DATABASE_URL: %w", err)
+	}
+	pcfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect postgres: %w", err)
+	}
+	if cfg.Migrate == "auto" {
+		v, err := schema.Migrate(ctx, pool)
+		if err != nil {
+			pool.Close()
+			return nil, err
+		}
+		log.Info("schema migrated", zap.Int64("version", v))
+	}
+	return pool, nil
+}
+
+// openRedis returns a client when TM_REDIS_URL is set, else nil.
+func openRedis(cfg config.Config) (*redis.Client, error) {
+	if cfg.RedisURL == "" {
+		return nil, nil
+	}
+	opt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("TM_REDIS_URL: %w", err)
+	}
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = time.Second, 500*time.Millisecond, 500*time.Millisecond
+	return redis.NewClient(opt), nil
+}
+
+func openMongo(ctx context.Context, cfg config.Config) (*mongo.Client, error) {
+	c, err := mongo.Connect(options.Client().ApplyURI(cfg.MongoURI).
+		SetServerSelectionTimeout(5 * time.Second).SetTimeout(10 * time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("TM_MONGO_URI: %w", err)
+	}
+	return c, nil
+}
+
+func dialTemporal(ctx context.Context, cfg config.Config, log *zap.Logger) (client.Client, error) {
+	c, err := client.DialContext(ctx, client.Options{
+		HostPort:  cfg.TemporalAddress,
+		Namespace: cfg.TemporalNamespace,
+		Logger:    observability.NewTemporalLogger(log.Named("temporal")),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect temporal at %s (TM_TEMPORAL_ADDRESS): %w", cfg.TemporalAddress, err)
+	}
+	return c, nil
+}

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.temporal.io/sdk/client"
+	"go.uber.org/zap"
+
+	"github.com/trafficmanager/trafficmanager/activities"
+	"github.com/trafficmanager/trafficmanager/api"
+	"github.com/trafficmanager/trafficmanager/audit"
+	"github.com/trafficmanager/trafficmanager/cache"
+	"github.com/trafficmanager/trafficmanager/config"
+	"github.com/trafficmanager/trafficmanager/events"
+	"github.com/trafficmanager/trafficmanager/observability"
+	"github.com/trafficmanager/trafficmanager/routes"
+	"github.com/trafficmanager/trafficmanager/schema"
+	"github.com/trafficmanager/trafficmanager/worker"
+)
+
+func newMigrateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply the schema migrations to TM_DATABASE_URL and exit",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig()
+			if err == nil {
+				err = cfg.Require("TM_DATABASE_URL")
+			}
+			if err != nil {
+				return err
+			}
+			pool, err := pgxpool.New(cmd.Context(), cfg.DatabaseURL)
+			if err != nil {
+				return fmt.Errorf("TM_DATABASE_URL: %w", err)
+			}
+			defer pool.Close()
+			v, err := schema.Migrate(cmd.Context(), pool)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "schema at version %d\n", v)
+			return nil
+		},
+	}
+}
+
+func newAPICmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "api",
+		Short: "Run the REST API (route writes, reads, mutations, audit)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig()
+			if err == nil {
+				err = cfg.Require("TM_DATABASE_URL", "TM_TEMPORAL_ADDRESS")
+			}
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(cfg)
+			if err != nil {
+				return err
+			}
+			defer log.Sync() //nolint:errcheck
+			ctx := cmd.Context()
+			pool, err := openPostgres(ctx, cfg, log)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			tc, err := dialTemporal(ctx, cfg, log)
+			if err != nil {
+				return err
+			}
+			defer tc.Close()
+			var mc *mongo.Client
+			if cfg.MongoURI != "" {
+				if mc, err = openMongo(ctx, cfg); err != nil {
+					return err
+				}
+				defer mc.Disconnect(context.Background()) //nolint:errcheck
+			}
+			return runAPI(ctx, cfg, log, pool, tc, mc, nil)
+		},
+	}
+}
+
+// runAPI serves the API until ctx is done. ready, when not nil, is closed
+// once the listener accepts connections.
+func runAPI(ctx context.Context, cfg config.Config, log *zap.Logger, pool *pgxpool.Pool, tc client.Client, mc *mongo.Client, ready chan<- struct{}) error {
+	log = log.Named("api")
+	reg := observability.NewRegistry()
+	opts := api.Options{
+		Temporal:   tc,
+		TaskQueue:  cfg.TemporalTaskQueue,
+		Routes:     routes.NewStore(pool),
+		AckTimeout: cfg.WriteAckTimeout,
+		Metrics:    observability.NewWriteMetrics(reg),
+		Registry:   reg,
+		Log:        log,
+	}
+	if mc != nil {
+		store := audit.NewStore(mc.Database(cfg.MongoDatabase))
+		if err := store.EnsureIndexes(ctx, cfg.AuditRetention); err != nil {
+			log.Warn("audit indexes not ensured; the worker retries", zap.Error(err))
+		}
+		opts.Audit = store
+	}
+	srv := api.New(opts)
+	return listenAndServe(ctx, cfg.APIAddr, srv.Handler(), cfg.ShutdownTimeout, srv.SetDraining, ready, log)
+}
+
+// listenAndServe binds addr first (so a taken port fails fast and ready
+// means accepting), then serves until ctx is done and drains.
+func listenAndServe(ctx context.Context, addr string, h http.Handler, timeout time.Duration, drain func(), ready chan<- struct{}, log *zap.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("listening", zap.String("addr", ln.Addr().String()))
+	if ready != nil {
+		close(ready)
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	if drain != nil {
+		drain()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+func newWorkerCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "worker",
+		Short: "Run the Temporal worker for route mutations",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig()
+			if err == nil {
+				err = cfg.Require("TM_DATABASE_URL", "TM_TEMPORAL_ADDRESS", "TM_KAFKA_BROKERS", "TM_MONGO_URI")
+			}
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(cfg)
+			if err != nil {
+				return err
+			}
+			defer log.Sync() //nolint:errcheck
+			ctx := cmd.Context()
+			pool, err := openPostgres(ctx, cfg, log)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			rdb, err := openRedis(cfg)
+			if err != nil {
+				return err
+			}
+			if rdb != nil {
+				defer rdb.Close()
+			}
+			tc, err := dialTemporal(ctx, cfg, log)
+			if err != nil {
+				return err
+			}
+			defer tc.Close()
+			mc, err := openMongo(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer mc.Disconnect(context.Background()) //nolint:errcheck
+			return runWorker(ctx, cfg, log, pool, rdb, tc, mc, nil)
+		},
+	}
+}
+
+// runWorker runs the mutation worker and its health/metrics listener until
+// ctx is done, then stops polling and lets running tasks finish.
+func runWorker(ctx context.Context, cfg config.Config, log *zap.Logger, pool *pgxpool.Pool, rdb *redis.Client, tc client.Client, mc *mongo.Client, ready chan<- struct{}) error {
+	log = log.Named("worker")
+	if err := worker.EnsureSearchAttributes(ctx, tc, cfg.TemporalNamespace); err != nil {
+		log.Warn("search attributes not registered", zap.Error(err))
+	}
+	store := audit.NewStore(mc.Database(cfg.MongoDatabase))
+	if err := store.EnsureIndexes(ctx, cfg.AuditRetention); err != nil {
+		log.Warn("audit indexes not ensured yet (MongoDB down?); inserts stay idempotent once they exist", zap.Error(err))
+	}
+	pub := events.NewPublisher(cfg.KafkaBrokers, cfg.KafkaTopic)
+	defer pub.Close()
+	acts := &activities.Activities{
+		Routes:   routes.NewStore(pool),
+		Events:   pub,
+		AuditLog: store,
+		Log:      log,
+	}
+	if rdb != nil {
+		acts.Cache = cache.NewRedis(rdb, cfg.CacheTTL)
+	}
+	w := worker.New(tc, cfg.TemporalTaskQueue, acts, worker.Options{StopTimeout: cfg.ShutdownTimeout})
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	defer w.Stop()
+
+	reg := observability.NewRegistry()
+	gin.SetMode(gin.ReleaseMode)
+	h := gin.New()
+	h.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	h.GET("/readyz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ready"}) })
+	h.GET("/metrics", gin.WrapH(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	return listenAndServe(ctx, cfg.WorkerAddr, h, cfg.ShutdownTimeout, nil, ready, log)
+}

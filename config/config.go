@@ -1,0 +1,248 @@
+// Package config loads the typed configuration of every trafficmanager
+// process from TM_* environment variables and validates it at start.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration. Zero values of optional dependencies
+// mean "not configured".
+type Config struct {
+	DatabaseURL   string   // TM_DATABASE_URL
+	RedisURL      string   // TM_REDIS_URL
+	KafkaBrokers  []string // TM_KAFKA_BROKERS
+	KafkaTopic    string   // TM_KAFKA_TOPIC
+	MongoURI      string   // TM_MONGO_URI
+	MongoDatabase string   // TM_MONGO_DATABASE
+
+	TemporalAddress   string // TM_TEMPORAL_ADDRESS
+	TemporalNamespace string // TM_TEMPORAL_NAMESPACE
+	TemporalTaskQueue string // TM_TEMPORAL_TASK_QUEUE
+
+	CacheTTL         time.Duration // TM_CACHE_TTL
+	NegativeCacheTTL time.Duration // TM_NEGATIVE_CACHE_TTL
+	WriteAckTimeout  time.Duration // TM_WRITE_ACK_TIMEOUT
+
+	LogLevel   string // TM_LOG_LEVEL
+	LogFormat  string // TM_LOG_FORMAT: json or console
+	DevDataDir string // TM_DEV_DATA_DIR
+
+	APIAddr      string // TM_API_ADDR
+	ResolverAddr string // TM_RESOLVER_ADDR
+	WorkerAddr   string // TM_WORKER_ADDR
+	Migrate      string // TM_MIGRATE: auto or off
+
+	ResolverL1Entries   int // TM_RESOLVER_L1_ENTRIES
+	ResolverWarmRoutes  int // TM_RESOLVER_WARM_ROUTES
+	ResolverMaxInflight int // TM_RESOLVER_MAX_INFLIGHT: concurrent Postgres lookups
+
+	Auth                bool    // TM_AUTH: on (default) or off
+	ResolverAuth        bool    // TM_RESOLVER_AUTH
+	BootstrapAdminToken string  // TM_BOOTSTRAP_ADMIN_TOKEN
+	TenantWriteRPS      float64 // TM_TENANT_WRITE_RPS
+	TenantWriteBurst    int     // TM_TENANT_WRITE_BURST
+
+	AuditRetention time.Duration // TM_AUDIT_RETENTION: 0 keeps audit documents forever
+
+	ShutdownTimeout time.Duration // TM_SHUTDOWN_TIMEOUT
+}
+
+// Load reads the configuration through getenv (os.Getenv in main). It
+// returns every bad variable at once, one line each.
+func Load(getenv func(string) string) (Config, error) {
+	p := parser{getenv: getenv}
+	c := Config{
+		DatabaseURL:   p.str("TM_DATABASE_URL", ""),
+		RedisURL:      p.str("TM_REDIS_URL", ""),
+		KafkaBrokers:  p.list("TM_KAFKA_BROKERS"),
+		KafkaTopic:    p.str("TM_KAFKA_TOPIC", "route-events"),
+		MongoURI:      p.str("TM_MONGO_URI", ""),
+		MongoDatabase: p.str("TM_MONGO_DATABASE", "traffic_manager"),
+
+		TemporalAddress:   p.str("TM_TEMPORAL_ADDRESS", ""),
+		TemporalNamespace: p.str("TM_TEMPORAL_NAMESPACE", "default"),
+		TemporalTaskQueue: p.str("TM_TEMPORAL_TASK_QUEUE", "route-mutations"),
+
+		CacheTTL:         p.duration("TM_CACHE_TTL", 60*time.Second),
+		NegativeCacheTTL: p.duration("TM_NEGATIVE_CACHE_TTL", 10*time.Second),
+		WriteAckTimeout:  p.duration("TM_WRITE_ACK_TIMEOUT", 5*time.Second),
+
+		LogLevel:   p.oneOf("TM_LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+		LogFormat:  p.oneOf("TM_LOG_FORMAT", "json", "json", "console"),
+		DevDataDir: p.str("TM_DEV_DATA_DIR", "./.tmdata"),
+
+		APIAddr:      p.str("TM_API_ADDR", ":8080"),
+		ResolverAddr: p.str("TM_RESOLVER_ADDR", ":8081"),
+		WorkerAddr:   p.str("TM_WORKER_ADDR", ":8082"),
+		Migrate:      p.oneOf("TM_MIGRATE", "off", "auto", "off"),
+
+		ResolverL1Entries:   p.int("TM_RESOLVER_L1_ENTRIES", 100_000, 0),
+		ResolverWarmRoutes:  p.int("TM_RESOLVER_WARM_ROUTES", 0, 0),
+		ResolverMaxInflight: p.int("TM_RESOLVER_MAX_INFLIGHT", 32, 1),
+
+		Auth:                p.onOff("TM_AUTH", true),
+		ResolverAuth:        p.onOff("TM_RESOLVER_AUTH", false),
+		BootstrapAdminToken: p.str("TM_BOOTSTRAP_ADMIN_TOKEN", ""),
+		TenantWriteRPS:      p.float("TM_TENANT_WRITE_RPS", 50),
+		TenantWriteBurst:    p.int("TM_TENANT_WRITE_BURST", 100, 1),
+
+		AuditRetention:  p.duration("TM_AUDIT_RETENTION", 0),
+		ShutdownTimeout: p.duration("TM_SHUTDOWN_TIMEOUT", 15*time.Second),
+	}
+	if c.DatabaseURL != "" {
+		if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			p.bad("TM_DATABASE_URL", "must be a postgres:// URL")
+		}
+	}
+	if c.RedisURL != "" {
+		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+			p.bad("TM_REDIS_URL", "must be a redis:// URL")
+		}
+	}
+	if c.MongoURI != "" && !strings.HasPrefix(c.MongoURI, "mongodb://") && !strings.HasPrefix(c.MongoURI, "mongodb+srv://") {
+		p.bad("TM_MONGO_URI", "must be a mongodb:// URL")
+	}
+	return c, errors.Join(p.errs...)
+}
+
+// Require returns one error per listed variable that is empty in c, so a
+// command states what it cannot run without.
+func (c Config) Require(names ...string) error {
+	var errs []error
+	for _, n := range names {
+		var empty bool
+		switch n {
+		case "TM_DATABASE_URL":
+			empty = c.DatabaseURL == ""
+		case "TM_KAFKA_BROKERS":
+			empty = len(c.KafkaBrokers) == 0
+		case "TM_MONGO_URI":
+			empty = c.MongoURI == ""
+		case "TM_TEMPORAL_ADDRESS":
+			empty = c.TemporalAddress == ""
+		case "TM_REDIS_URL":
+			empty = c.RedisURL == ""
+		default:
+			panic("config: Require of unknown variable " + n)
+		}
+		if empty {
+			errs = append(errs, fmt.Errorf("%s is required", n))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Redacted returns a copy safe to log: passwords and tokens masked.
+func (c Config) Redacted() Config {
+	c.DatabaseURL = redactURL(c.DatabaseURL)
+	c.RedisURL = redactURL(c.RedisURL)
+	c.MongoURI = redactURL(c.MongoURI)
+	if c.BootstrapAdminToken != "" {
+		c.BootstrapAdminToken = "***"
+	}
+	return c
+}
+
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+type parser struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (p *parser) bad(name, why string) { p.errs = append(p.errs, fmt.Errorf("%s %s", name, why)) }
+
+func (p *parser) str(name, def string) string {
+	if v := strings.TrimSpace(p.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (p *parser) list(name string) []string {
+	var out []string
+	for _, s := range strings.Split(p.getenv(name), ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (p *parser) duration(name string, def time.Duration) time.Duration {
+	v := p.str(name, "")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		p.bad(name, fmt.Sprintf("must be a non-negative Go duration such as 5s, got %q", v))
+		return def
+	}
+	return d
+}
+
+func (p *parser) int(name string, def, min int) int {
+	v := p.str(name, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min {
+		p.bad(name, fmt.Sprintf("must be an integer >= %d, got %q", min, v))
+		return def
+	}
+	return n
+}
+
+func (p *parser) float(name string, def float64) float64 {
+	v := p.str(name, "")
+	if v == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f <= 0 {
+		p.bad(name, fmt.Sprintf("must be a positive number, got %q", v))
+		return def
+	}
+	return f
+}
+
+func (p *parser) oneOf(name, def string, allowed ...string) string {
+	v := strings.ToLower(p.str(name, def))
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	p.bad(name, fmt.Sprintf("must be one of %s, got %q", strings.Join(allowed, ", "), v))
+	return def
+}
+
+func (p *parser) onOff(name string, def bool) bool {
+	switch strings.ToLower(p.str(name, "")) {
+	case "":
+		return def
+	case "on", "true", "1", "yes":
+		return true
+	case "off", "false", "0", "no":
+		return false
+	}
+	p.bad(name, "must be on or off")
+	return def
+}

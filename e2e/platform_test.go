@@ -1,0 +1,180 @@
+// Package e2e runs the whole write path (and, where wired, the read path)
+// against real servers: a Temporal dev server, Postgres, Redis, kfake and
+// FerretDB, all started through internal/testenv.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.temporal.io/sdk/client"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/trafficmanager/trafficmanager/activities"
+	"github.com/trafficmanager/trafficmanager/api"
+	"github.com/trafficmanager/trafficmanager/audit"
+	"github.com/trafficmanager/trafficmanager/cache"
+	"github.com/trafficmanager/trafficmanager/events"
+	"github.com/trafficmanager/trafficmanager/internal/testenv"
+	"github.com/trafficmanager/trafficmanager/observability"
+	"github.com/trafficmanager/trafficmanager/routes"
+	"github.com/trafficmanager/trafficmanager/worker"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+const topic = "route-events"
+
+// platform is one isolated write path: its own database, topic, audit
+// database and task queue on the shared servers.
+type platform struct {
+	pool    *pgxpool.Pool
+	rdb     *redis.Client
+	brokers []string
+	mongo   *mongo.Database
+	tc      client.Client
+	queue   string
+	api     *httptest.Server
+}
+
+func startPlatform(t *testing.T, ackTimeout time.Duration) *platform {
+	t.Helper()
+	ctx := context.Background()
+	log := zaptest.NewLogger(t)
+	p := &platform{
+		pool:    testenv.Postgres(t),
+		rdb:     testenv.Redis(t),
+		brokers: testenv.Kafka(t, topic, 3),
+		mongo:   testenv.Mongo(t),
+		queue:   testenv.Name(t, "tq"),
+	}
+	tmp := testenv.Temporal(t)
+	tc, err := client.DialContext(ctx, client.Options{HostPort: tmp.Address, Namespace: "default", Logger: observability.NewTemporalLogger(log)})
+	require.NoError(t, err)
+	t.Cleanup(tc.Close)
+	p.tc = tc
+
+	auditStore := audit.NewStore(p.mongo)
+	require.NoError(t, auditStore.EnsureIndexes(ctx, 0))
+	pub := events.NewPublisher(p.brokers, topic)
+	t.Cleanup(func() { pub.Close() })
+	acts := &activities.Activities{
+		Routes: routes.NewStore(p.pool), Cache: cache.NewRedis(p.rdb, time.Minute),
+		Events: pub, AuditLog: auditStore, Log: log,
+	}
+	w := worker.New(tc, p.queue, acts, worker.Options{StopTimeout: 5 * time.Second})
+	require.NoError(t, w.Start())
+	t.Cleanup(w.Stop)
+
+	reg := observability.NewRegistry()
+	srv := api.New(api.Options{
+		Temporal: tc, TaskQueue: p.queue, Routes: routes.NewStore(p.pool), Audit: auditStore,
+		AckTimeout: ackTimeout, Metrics: observability.NewWriteMetrics(reg), Registry: reg, Log: log,
+	})
+	p.api = httptest.NewServer(srv.Handler())
+	t.Cleanup(p.api.Close)
+	return p
+}
+
+type response struct {
+	Status int
+	Header http.Header
+	Body   map[string]any
+	Raw    string
+}
+
+func (p *platform) do(t *testing.T, method, path string, body any, headers ...string) response {
+	t.Helper()
+	var r io.Reader
+	if s, ok := body.(string); ok {
+		r = bytes.NewBufferString(s)
+	} else if body != nil {
+		b, err := json.Marshal(body)
+		require.NoError(t, err)
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, p.api.URL+path, r)
+	require.NoError(t, err)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	out := response{Status: res.StatusCode, Header: res.Header, Raw: string(raw)}
+	_ = json.Unmarshal(raw, &out.Body)
+	return out
+}
+
+// eventsFor reads the whole topic and returns the events of one route.
+func (p *platform) eventsFor(t *testing.T, k routes.Key) []events.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := kafka.DialContext(ctx, "tcp", p.brokers[0])
+	require.NoError(t, err)
+	parts, err := conn.ReadPartitions(topic)
+	conn.Close()
+	require.NoError(t, err)
+	var out []events.Event
+	for _, part := range parts {
+		pc, err := kafka.DialLeader(ctx, "tcp", p.brokers[0], topic, part.ID)
+		require.NoError(t, err)
+		last, err := pc.ReadLastOffset()
+		pc.Close()
+		require.NoError(t, err)
+		if last == 0 {
+			continue
+		}
+		rd := kafka.NewReader(kafka.ReaderConfig{Brokers: p.brokers, Topic: topic, Partition: part.ID, MaxWait: 50 * time.Millisecond})
+		for {
+			m, err := rd.ReadMessage(ctx)
+			require.NoError(t, err)
+			if string(m.Key) == k.String() {
+				e, err := events.Decode(m.Value)
+				require.NoError(t, err)
+				out = append(out, e)
+			}
+			if m.Offset >= last-1 {
+				break
+			}
+		}
+		rd.Close()
+	}
+	return out
+}
+
+func (p *platform) auditDocs(t *testing.T, eventID string) int64 {
+	t.Helper()
+	n, err := p.mongo.Collection(audit.CollectionName).CountDocuments(context.Background(), bson.D{{Key: "event_id", Value: eventID}})
+	require.NoError(t, err)
+	return n
+}
+
+// eventually polls cond every 50 ms until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, cond func() bool, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", timeout, msg)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,118 @@
+// Package events defines the route-changed event published on the
+// route-events topic and the Kafka producer that publishes it.
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/trafficmanager/trafficmanager/routes"
+)
+
+// TypeRouteChanged is the event_type of every route event.
+const TypeRouteChanged = "route_changed"
+
+// Event is one route change as published on the topic. The key of the Kafka
+// message is Key().String(), so one route's events stay in one partition.
+type Event struct {
+	EventID       string        `json:"event_id"`
+	EventType     string        `json:"event_type"`
+	Action        routes.Action `json:"action"`
+	Tenant        string        `json:"tenant"`
+	Service       string        `json:"service"`
+	Env           string        `json:"env"`
+	Version       string        `json:"version"`
+	URL           string        `json:"url"`
+	PreviousURL   string        `json:"previous_url"`
+	PreviousState string        `json:"previous_state"`
+	IsActive      bool          `json:"is_active"`
+	Revision      int64         `json:"revision"`
+	ChangedBy     string        `json:"changed_by"`
+	OccurredAt    time.Time     `json:"occurred_at"`
+	WorkflowID    string        `json:"workflow_id,omitempty"`
+	RunID         string        `json:"run_id,omitempty"`
+}
+
+// Key returns the key of the changed route.
+func (e Event) Key() routes.Key {
+	return routes.Key{Tenant: e.Tenant, Service: e.Service, Env: e.Env, Version: e.Version}
+}
+
+// FromResult builds the event of an applied mutation.
+func FromResult(eventID string, action routes.Action, res routes.Result, changedBy string) Event {
+	r := res.Route
+	return Event{
+		EventID:       eventID,
+		EventType:     TypeRouteChanged,
+		Action:        action,
+		Tenant:        r.Tenant,
+		Service:       r.Service,
+		Env:           r.Env,
+		Version:       r.Version,
+		URL:           r.URL,
+		PreviousURL:   res.PreviousURL,
+		PreviousState: res.PreviousState,
+		IsActive:      r.IsActive,
+		Revision:      r.Revision,
+		ChangedBy:     changedBy,
+		OccurredAt:    r.UpdatedAt.UTC(),
+	}
+}
+
+// Decode parses an event from a message value.
+func Decode(value []byte) (Event, error) {
+	var e Event
+	if err := json.Unmarshal(value, &e); err != nil {
+		return Event{}, fmt.Errorf("decode route event: %w", err)
+	}
+	if e.EventID == "" || e.Tenant == "" {
+		return Event{}, fmt.Errorf("decode route event: missing event_id or route")
+	}
+	return e, nil
+}
+
+// Publisher writes events to the topic, waiting for every in-sync replica.
+type Publisher struct {
+	w *kafka.Writer
+}
+
+// NewPublisher returns a publisher to topic on brokers. kafka-go's zero-value
+// Writer neither waits for acks nor sends before a 1 s batch timeout, so both
+// are set explicitly.
+func NewPublisher(brokers []string, topic string) *Publisher {
+	return &Publisher{w: &kafka.Writer{
+		Addr:                   kafka.TCP(brokers...),
+		Topic:                  topic,
+		Balancer:               &kafka.Hash{},
+		RequiredAcks:           kafka.RequireAll,
+		BatchTimeout:           2 * time.Millisecond,
+		WriteTimeout:           5 * time.Second,
+		ReadTimeout:            5 * time.Second,
+		MaxAttempts:            1, // Temporal retries the activity; no hidden retry loop here
+		AllowAutoTopicCreation: false,
+	}}
+}
+
+// Publish sends e keyed by its route and returns once the broker acked it.
+func (p *Publisher) Publish(ctx context.Context, e Event) error {
+	value, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("encode event %s: %w", e.EventID, err)
+	}
+	msg := kafka.Message{
+		Key:     []byte(e.Key().String()),
+		Value:   value,
+		Headers: []kafka.Header{{Key: "event_id", Value: []byte(e.EventID)}},
+	}
+	if err := p.w.WriteMessages(ctx, msg); err != nil {
+		return fmt.Errorf("publish event %s: %w", e.EventID, err)
+	}
+	return nil
+}
+
+// Close flushes and closes the writer.
+func (p *Publisher) Close() error { return p.w.Close() }

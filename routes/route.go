@@ -1,0 +1,138 @@
+// Package routes holds the route model, its validation rules and the
+// PostgreSQL store that is the source of truth for every route.
+package routes
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Key names one route: tenant, service, environment and version.
+type Key struct {
+	Tenant  string `json:"tenant"`
+	Service string `json:"service"`
+	Env     string `json:"env"`
+	Version string `json:"version"`
+}
+
+// String renders the key as "{tenant}:{service}:{env}:{version}", the Kafka
+// message key and the suffix of the Redis cache key.
+func (k Key) String() string {
+	return k.Tenant + ":" + k.Service + ":" + k.Env + ":" + k.Version
+}
+
+// Route is a route as stored in PostgreSQL.
+type Route struct {
+	Tenant    string    `json:"tenant"`
+	Service   string    `json:"service"`
+	Env       string    `json:"env"`
+	Version   string    `json:"version"`
+	URL       string    `json:"url"`
+	IsActive  bool      `json:"is_active"`
+	Revision  int64     `json:"revision"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Key returns the route's key.
+func (r Route) Key() Key {
+	return Key{Tenant: r.Tenant, Service: r.Service, Env: r.Env, Version: r.Version}
+}
+
+// Action is the kind of change a mutation makes.
+type Action string
+
+// The four mutation actions.
+const (
+	ActionCreated     Action = "created"
+	ActionUpdated     Action = "updated"
+	ActionActivated   Action = "activated"
+	ActionDeactivated Action = "deactivated"
+)
+
+// ParseAction returns the action named s, or an invalid-argument error.
+func ParseAction(s string) (Action, error) {
+	switch a := Action(s); a {
+	case ActionCreated, ActionUpdated, ActionActivated, ActionDeactivated:
+		return a, nil
+	}
+	return "", Invalid("action", "must be one of created, updated, activated, deactivated")
+}
+
+// Mutation is one requested change of one route.
+type Mutation struct {
+	Action    Action `json:"action"`
+	Key       Key    `json:"key"`
+	URL       string `json:"url,omitempty"`    // created, updated
+	Active    bool   `json:"active,omitempty"` // created: initial state
+	ChangedBy string `json:"changed_by,omitempty"`
+}
+
+// Validate checks the mutation's names and URL as API.md's "Names" says.
+func (m Mutation) Validate() error {
+	if _, err := ParseAction(string(m.Action)); err != nil {
+		return err
+	}
+	if err := m.Key.Validate(); err != nil {
+		return err
+	}
+	if m.Action == ActionCreated || m.Action == ActionUpdated {
+		if err := ValidateURL(m.URL); err != nil {
+			return err
+		}
+	}
+	if len(m.ChangedBy) > 256 {
+		return Invalid("changed_by", "must be at most 256 bytes")
+	}
+	return nil
+}
+
+// Result is the outcome of an applied mutation.
+type Result struct {
+	Route Route `json:"route"`
+	// Changed is false when the route already was in the requested state.
+	Changed bool `json:"changed"`
+	// PreviousURL and PreviousState describe the route before the change;
+	// both are empty for a created route.
+	PreviousURL   string `json:"previous_url"`
+	PreviousState string `json:"previous_state"`
+}
+
+// State renders an active flag as the audit trail's "active"/"inactive".
+func State(active bool) string {
+	if active {
+		return "active"
+	}
+	return "inactive"
+}
+
+// Domain errors. The store translates database errors into these; the API
+// maps them to HTTP statuses in one place.
+var (
+	ErrNotFound = errors.New("route not found")
+	ErrConflict = errors.New("route conflict")
+	ErrInvalid  = errors.New("invalid argument")
+)
+
+// InvalidError is a validation failure naming the offending field.
+type InvalidError struct {
+	Field  string
+	Reason string
+}
+
+func (e *InvalidError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Reason) }
+
+// Is makes errors.Is(err, ErrInvalid) true for every InvalidError.
+func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
+
+// Invalid returns an InvalidError for field.
+func Invalid(field, reason string) error { return &InvalidError{Field: field, Reason: reason} }
+
+// ConflictError says a route exists with another URL.
+func conflictf(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrConflict}, args...)...)
+}
+
+func trimmed(s string) bool { return strings.TrimSpace(s) == s }

@@ -1,0 +1,216 @@
+package routes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Store is the PostgreSQL store of routes.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// NewStore returns a store over pool.
+func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// Pool returns the pool the store uses.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+const routeColumns = `t.name, s.service_name, en.env_name, e.version, e.url, e.is_active, e.revision, e.created_at, e.updated_at`
+
+const routeJoin = `endpoints e
+	JOIN environments en ON en.id = e.environment_id
+	JOIN services s ON s.id = en.service_id
+	JOIN tenants t ON t.id = s.tenant_id`
+
+func scanRoute(row pgx.Row) (Route, error) {
+	var r Route
+	err := row.Scan(&r.Tenant, &r.Service, &r.Env, &r.Version, &r.URL, &r.IsActive, &r.Revision, &r.CreatedAt, &r.UpdatedAt)
+	return r, err
+}
+
+// Apply runs m in one transaction: it creates the tenant, service and
+// environment when needed (create only), locks the route row and applies the
+// change, bumping the revision. An already-applied change returns
+// Changed=false and writes nothing.
+func (s *Store) Apply(ctx context.Context, m Mutation) (Result, error) {
+	if err := m.Validate(); err != nil {
+		return Result{}, err
+	}
+	var res Result
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		if m.Action == ActionCreated {
+			res, err = create(ctx, tx, m)
+		} else {
+			res, err = change(ctx, tx, m)
+		}
+		return err
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("%s route %s: %w", m.Action, m.Key, translate(err))
+	}
+	return res, nil
+}
+
+func create(ctx context.Context, tx pgx.Tx, m Mutation) (Result, error) {
+	tenantID, err := getOrCreate(ctx, tx,
+		`SELECT id FROM tenants WHERE name = $1`,
+		`INSERT INTO tenants (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id`,
+		m.Key.Tenant)
+	if err != nil {
+		return Result{}, fmt.Errorf("tenant: %w", err)
+	}
+	serviceID, err := getOrCreate(ctx, tx,
+		`SELECT id FROM services WHERE service_name = $1 AND tenant_id = $2`,
+		`INSERT INTO services (service_name, tenant_id) VALUES ($1, $2) ON CONFLICT (tenant_id, service_name) DO NOTHING RETURNING id`,
+		m.Key.Service, tenantID)
+	if err != nil {
+		return Result{}, fmt.Errorf("service: %w", err)
+	}
+	envID, err := getOrCreate(ctx, tx,
+		`SELECT id FROM environments WHERE env_name = $1 AND service_id = $2`,
+		`INSERT INTO environments (env_name, service_id) VALUES ($1, $2) ON CONFLICT (service_id, env_name) DO NOTHING RETURNING id`,
+		m.Key.Env, serviceID)
+	if err != nil {
+		return Result{}, fmt.Errorf("environment: %w", err)
+	}
+	r := Route{Tenant: m.Key.Tenant, Service: m.Key.Service, Env: m.Key.Env, Version: m.Key.Version}
+	err = tx.QueryRow(ctx, `
+		INSERT INTO endpoints (environment_id, version, url, is_active)
+		VALUES ($1, $2, $3, $4)
+		ON CONFLICT (environment_id, version) DO NOTHING
+		RETURNING url, is_active, revision, created_at, updated_at`,
+		envID, m.Key.Version, m.URL, m.Active,
+	).Scan(&r.URL, &r.IsActive, &r.Revision, &r.CreatedAt, &r.UpdatedAt)
+	if err == nil {
+		return Result{Route: r, Changed: true}, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return Result{}, err
+	}
+	// The route exists: creating it again is a no-op when the URL matches.
+	existing, err := lockRoute(ctx, tx, m.Key)
+	if err != nil {
+		return Result{}, err
+	}
+	if existing.URL != m.URL {
+		return Result{}, conflictf("exists with another url")
+	}
+	return Result{Route: existing, PreviousURL: existing.URL, PreviousState: State(existing.IsActive)}, nil
+}
+
+// getOrCreate returns the id of a row, inserting it when missing. Under
+// concurrency the insert may lose the race (DO NOTHING returns no row); the
+// second select, a new statement, then sees the winner's committed row.
+func getOrCreate(ctx context.Context, tx pgx.Tx, selectSQL, insertSQL string, args ...any) (int64, error) {
+	var id int64
+	for attempt := 0; attempt < 3; attempt++ {
+		err := tx.QueryRow(ctx, selectSQL, args...).Scan(&id)
+		if err == nil {
+			return id, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return 0, err
+		}
+		err = tx.QueryRow(ctx, insertSQL, args...).Scan(&id)
+		if err == nil {
+			return id, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return 0, err
+		}
+	}
+	return 0, errors.New("row vanished while being created")
+}
+
+func lockRoute(ctx context.Context, tx pgx.Tx, k Key) (Route, error) {
+	r, err := scanRoute(tx.QueryRow(ctx, `SELECT `+routeColumns+` FROM `+routeJoin+`
+		WHERE t.name = $1 AND s.service_name = $2 AND en.env_name = $3 AND e.version = $4
+		FOR UPDATE OF e`, k.Tenant, k.Service, k.Env, k.Version))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Route{}, ErrNotFound
+	}
+	return r, err
+}
+
+func change(ctx context.Context, tx pgx.Tx, m Mutation) (Result, error) {
+	before, err := lockRoute(ctx, tx, m.Key)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Route: before, PreviousURL: before.URL, PreviousState: State(before.IsActive)}
+	url, active := before.URL, before.IsActive
+	switch m.Action {
+	case ActionUpdated:
+		url = m.URL
+	case ActionActivated:
+		active = true
+	case ActionDeactivated:
+		active = false
+	}
+	if url == before.URL && active == before.IsActive {
+		return res, nil
+	}
+	err = tx.QueryRow(ctx, `
+		UPDATE endpoints e SET url = $5, is_active = $6, revision = e.revision + 1, updated_at = now()
+		FROM environments en, services s, tenants t
+		WHERE en.id = e.environment_id AND s.id = en.service_id AND t.id = s.tenant_id
+		  AND t.name = $1 AND s.service_name = $2 AND en.env_name = $3 AND e.version = $4
+		RETURNING e.url, e.is_active, e.revision, e.updated_at`,
+		m.Key.Tenant, m.Key.Service, m.Key.Env, m.Key.Version, url, active,
+	).Scan(&res.Route.URL, &res.Route.IsActive, &res.Route.Revision, &res.Route.UpdatedAt)
+	if err != nil {
+		return Result{}, err
+	}
+	res.Changed = true
+	return res, nil
+}
+
+// Get returns the route named k, active or not.
+func (s *Store) Get(ctx context.Context, k Key) (Route, error) {
+	r, err := scanRoute(s.pool.QueryRow(ctx, `SELECT `+routeColumns+` FROM `+routeJoin+`
+		WHERE t.name = $1 AND s.service_name = $2 AND en.env_name = $3 AND e.version = $4`,
+		k.Tenant, k.Service, k.Env, k.Version))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Route{}, ErrNotFound
+	}
+	if err != nil {
+		return Route{}, fmt.Errorf("get route %s: %w", k, translate(err))
+	}
+	return r, nil
+}
+
+// Recent returns up to n active routes, most recently changed first (cache warming).
+func (s *Store) Recent(ctx context.Context, n int) ([]Route, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+routeColumns+` FROM `+routeJoin+`
+		WHERE e.is_active ORDER BY e.updated_at DESC LIMIT $1`, n)
+	if err != nil {
+		return nil, fmt.Errorf("recent routes: %w", translate(err))
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Route, error) { return scanRoute(row) })
+}
+
+// translate maps PostgreSQL errors to domain errors by SQLSTATE so nothing
+// above the store needs to know about pgconn. Anything else (connection
+// failures, timeouts) is returned as is and treated as retryable.
+func translate(err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return err
+	}
+	switch {
+	case pgErr.Code == "23505": // unique_violation
+		return fmt.Errorf("%w: %s", ErrConflict, pgErr.ConstraintName)
+	case pgErr.Code == "23503": // foreign_key_violation
+		return fmt.Errorf("%w: %s", ErrConflict, pgErr.ConstraintName)
+	case len(pgErr.Code) == 5 && pgErr.Code[:2] == "22": // data exception
+		return fmt.Errorf("%w: %s", ErrInvalid, pgErr.Message)
+	}
+	return err
+}

@@ -1,0 +1,210 @@
+// Package workflows holds the Temporal workflows of Traffic Manager. Code
+// here is deterministic: time from workflow.Now, ids from the input, no
+// goroutines but workflow.Go.
+package workflows
+
+import (
+	"errors"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/trafficmanager/trafficmanager/activities"
+	"github.com/trafficmanager/trafficmanager/events"
+	"github.com/trafficmanager/trafficmanager/routes"
+)
+
+// Names shared with the API and the worker.
+const (
+	// CommitUpdate is the update that returns once the Postgres transaction
+	// has committed (or definitely failed).
+	CommitUpdate = "commit"
+	// StatusQuery returns the workflow's Status.
+	StatusQuery = "status"
+)
+
+// Step states reported by the status query.
+const (
+	StepPending  = "pending"
+	StepDone     = "done"
+	StepSkipped  = "skipped"
+	StepRejected = "rejected"
+)
+
+// MutationInput is the input of RouteMutation. EventID is decided once by
+// the caller, so every retry of the side effects (and a re-run of the
+// workflow with the same input) re-sends the same id.
+type MutationInput struct {
+	Mutation  routes.Mutation `json:"mutation"`
+	EventID   string          `json:"event_id"`
+	Principal string          `json:"principal,omitempty"`
+}
+
+// Steps is where each step of a mutation stands.
+type Steps struct {
+	Committed   string `json:"committed"`
+	Invalidated string `json:"invalidated"`
+	Published   string `json:"published"`
+	Audited     string `json:"audited"`
+}
+
+// Status is what the status query and the workflow result report.
+type Status struct {
+	Action  routes.Action  `json:"action"`
+	Key     routes.Key     `json:"key"`
+	EventID string         `json:"event_id"`
+	Result  *routes.Result `json:"result,omitempty"`
+	Steps   Steps          `json:"steps"`
+	// Error is set when the commit was rejected (validation, not found, conflict).
+	Error     string `json:"error,omitempty"`
+	ErrorType string `json:"error_type,omitempty"`
+}
+
+// CommitOutput is what the commit update returns to the API.
+type CommitOutput struct {
+	Result  routes.Result `json:"result"`
+	EventID string        `json:"event_id"`
+}
+
+// Retry policies, explicit and documented in docs/temporal.md.
+var (
+	// commitRetry retries a commit that failed for a transient reason
+	// (Postgres unreachable, serialization failure) until it succeeds; the
+	// caller has long been answered 202 by then.
+	commitRetry = &temporal.RetryPolicy{
+		InitialInterval:    100 * time.Millisecond,
+		BackoffCoefficient: 2,
+		MaximumInterval:    5 * time.Second,
+		NonRetryableErrorTypes: []string{
+			activities.ErrTypeInvalid, activities.ErrTypeNotFound, activities.ErrTypeConflict,
+		},
+	}
+	// sideEffectRetry retries without a limit on attempts: an outage of
+	// Redis, Kafka or MongoDB delays a side effect, never drops it.
+	sideEffectRetry = &temporal.RetryPolicy{
+		InitialInterval:    200 * time.Millisecond,
+		BackoffCoefficient: 2,
+		MaximumInterval:    10 * time.Second,
+	}
+)
+
+// RouteMutation applies one route mutation: the Postgres commit first (a
+// local activity whose result the "commit" update returns), then, when the
+// route changed, cache invalidation, event publish and audit insert in
+// parallel, each retried until it succeeds.
+func RouteMutation(ctx workflow.Context, in MutationInput) (Status, error) {
+	m := &mutation{in: in, status: Status{
+		Action:  in.Mutation.Action,
+		Key:     in.Mutation.Key,
+		EventID: in.EventID,
+		Steps:   Steps{StepPending, StepPending, StepPending, StepPending},
+	}}
+	return m.run(ctx)
+}
+
+type mutation struct {
+	in        MutationInput
+	status    Status
+	committed bool
+	commitErr error
+}
+
+func (m *mutation) run(ctx workflow.Context) (Status, error) {
+	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (Status, error) { return m.status, nil }); err != nil {
+		return m.status, err
+	}
+	if err := workflow.SetUpdateHandler(ctx, CommitUpdate, m.awaitCommit); err != nil {
+		return m.status, err
+	}
+
+	res, err := m.commit(ctx)
+	m.committed, m.commitErr = true, err
+	if err != nil {
+		m.reject(err)
+		return m.finish(ctx)
+	}
+	m.status.Result = &res
+	m.status.Steps.Committed = StepDone
+	if !res.Changed {
+		m.status.Steps.Invalidated, m.status.Steps.Published, m.status.Steps.Audited = StepSkipped, StepSkipped, StepSkipped
+		return m.finish(ctx)
+	}
+	m.sideEffects(ctx, res)
+	return m.finish(ctx)
+}
+
+// awaitCommit is the commit update: it returns once the commit is decided.
+func (m *mutation) awaitCommit(ctx workflow.Context) (CommitOutput, error) {
+	if err := workflow.Await(ctx, func() bool { return m.committed }); err != nil {
+		return CommitOutput{}, err
+	}
+	if m.commitErr != nil {
+		return CommitOutput{}, m.commitErr
+	}
+	return CommitOutput{Result: *m.status.Result, EventID: m.in.EventID}, nil
+}
+
+func (m *mutation) commit(ctx workflow.Context) (routes.Result, error) {
+	var a *activities.Activities
+	ctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         commitRetry,
+	})
+	var res routes.Result
+	err := workflow.ExecuteLocalActivity(ctx, a.Commit, m.in.Mutation).Get(ctx, &res)
+	return res, err
+}
+
+// reject records a permanent commit failure. The workflow then completes:
+// a rejected mutation is answered (4xx), not an operational failure to retry.
+func (m *mutation) reject(err error) {
+	m.status.Steps = Steps{StepRejected, StepSkipped, StepSkipped, StepSkipped}
+	m.status.Error = err.Error()
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		m.status.Error, m.status.ErrorType = appErr.Message(), appErr.Type()
+	}
+}
+
+func (m *mutation) sideEffects(ctx workflow.Context, res routes.Result) {
+	var a *activities.Activities
+	info := workflow.GetInfo(ctx)
+	ev := events.FromResult(m.in.EventID, m.in.Mutation.Action, res, m.in.Mutation.ChangedBy)
+	ev.WorkflowID, ev.RunID = info.WorkflowExecution.ID, info.WorkflowExecution.RunID
+
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         sideEffectRetry,
+	})
+	key := res.Route.Key()
+	steps := []struct {
+		future workflow.Future
+		state  *string
+	}{
+		{workflow.ExecuteActivity(ctx, a.Invalidate, key, res.Route.Revision), &m.status.Steps.Invalidated},
+		{workflow.ExecuteActivity(ctx, a.Publish, ev), &m.status.Steps.Published},
+		{workflow.ExecuteActivity(ctx, a.Audit, ev), &m.status.Steps.Audited},
+	}
+	sel := workflow.NewSelector(ctx)
+	for _, s := range steps {
+		state := s.state
+		sel.AddFuture(s.future, func(f workflow.Future) {
+			if f.Get(ctx, nil) == nil {
+				*state = StepDone
+			}
+		})
+	}
+	for range steps {
+		sel.Select(ctx)
+	}
+}
+
+// finish waits for update handlers still running (a late duplicate request)
+// before completing, so none is left unanswered.
+func (m *mutation) finish(ctx workflow.Context) (Status, error) {
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return m.status, err
+	}
+	return m.status, nil
+}
