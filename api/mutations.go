@@ -69,6 +69,12 @@ func (s *Server) mutate(c *gin.Context, m routes.Mutation) {
 		s.fail(c, m.Action, err)
 		return
 	}
+	if s.o.Limiter != nil {
+		if ok, wait := s.o.Limiter.Allow(m.Key.Tenant); !ok {
+			s.fail(c, m.Action, rateLimited(c, wait))
+			return
+		}
+	}
 	key := c.GetHeader("Idempotency-Key")
 	if key == "" {
 		key = s.o.NewID()

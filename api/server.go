@@ -33,8 +33,13 @@ type Options struct {
 	Metrics    *observability.WriteMetrics
 	Registry   *prometheus.Registry
 	Log        *zap.Logger
-	// Middleware runs before every /api/v1 handler (authentication).
-	Middleware []gin.HandlerFunc
+	// Auth authenticates bearer tokens; nil turns authentication off
+	// (TM_AUTH=off).
+	Auth Authenticator
+	// Tokens manages tokens (admin endpoints); nil when auth is off.
+	Tokens TokenStore
+	// Limiter is the per-tenant write rate limit; nil means unlimited.
+	Limiter *TenantLimiter
 	// NewID returns fresh ids (event ids, workflow keys); uuid v4 by default.
 	NewID func() string
 }
@@ -86,7 +91,11 @@ func (s *Server) Handler() http.Handler {
 		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.o.Registry, promhttp.HandlerOpts{})))
 	}
 
-	v1 := r.Group("/api/v1", s.o.Middleware...)
+	v1 := r.Group("/api/v1")
+	if s.o.Auth != nil {
+		v1.Use(RequireToken(s.o.Auth, s.log))
+	}
+	s.registerTokens(v1)
 	v1.POST("/routes", s.createRoute)
 	v1.GET("/routes", s.listRoutes)
 	v1.GET("/routes/:tenant/:service/:env/:version", s.getRoute)

@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/trafficmanager/trafficmanager/events"
 )
@@ -33,6 +31,7 @@ type Metadata struct {
 	WorkflowID string `bson:"workflow_id,omitempty" json:"workflow_id,omitempty"`
 	RunID      string `bson:"run_id,omitempty" json:"run_id,omitempty"`
 	Source     string `bson:"source,omitempty" json:"source,omitempty"` // "workflow" or "backfill"
+	Principal  string `bson:"principal,omitempty" json:"principal,omitempty"`
 }
 
 // Document is one audit record, in the seed's structure.
@@ -68,6 +67,7 @@ func FromEvent(e events.Event, source string) Document {
 			WorkflowID: e.WorkflowID,
 			RunID:      e.RunID,
 			Source:     source,
+			Principal:  e.Principal,
 		},
 	}
 }
@@ -86,25 +86,6 @@ func NewStore(db *mongo.Database) *Store {
 
 // Collection returns the underlying collection.
 func (s *Store) Collection() *mongo.Collection { return s.coll }
-
-// EnsureIndexes creates the seed's four indexes; with retention > 0 the
-// occurred_at index expires documents after it.
-func (s *Store) EnsureIndexes(ctx context.Context, retention time.Duration) error {
-	occurred := options.Index().SetName("occurred_at")
-	if retention > 0 {
-		occurred = options.Index().SetName("occurred_at_ttl").SetExpireAfterSeconds(int32(retention / time.Second))
-	}
-	models := []mongo.IndexModel{
-		{Keys: bson.D{{Key: "event_id", Value: 1}}, Options: options.Index().SetName("event_id_unique").SetUnique(true)},
-		{Keys: bson.D{{Key: "route.tenant", Value: 1}, {Key: "route.service", Value: 1}, {Key: "route.env", Value: 1}, {Key: "route.version", Value: 1}, {Key: "occurred_at", Value: -1}}, Options: options.Index().SetName("route_occurred_at")},
-		{Keys: bson.D{{Key: "occurred_at", Value: -1}}, Options: occurred},
-		{Keys: bson.D{{Key: "action", Value: 1}, {Key: "occurred_at", Value: -1}}, Options: options.Index().SetName("action_occurred_at")},
-	}
-	if _, err := s.coll.Indexes().CreateMany(ctx, models); err != nil {
-		return fmt.Errorf("create audit indexes: %w", err)
-	}
-	return nil
-}
 
 // Insert stores doc once. A document with the same event id already present
 // is success (inserted=false): retries and replays never make a second one.

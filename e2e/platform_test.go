@@ -25,6 +25,7 @@ import (
 	"github.com/trafficmanager/trafficmanager/activities"
 	"github.com/trafficmanager/trafficmanager/api"
 	"github.com/trafficmanager/trafficmanager/audit"
+	"github.com/trafficmanager/trafficmanager/auth"
 	"github.com/trafficmanager/trafficmanager/cache"
 	"github.com/trafficmanager/trafficmanager/events"
 	"github.com/trafficmanager/trafficmanager/internal/testenv"
@@ -47,10 +48,25 @@ type platform struct {
 	tc      client.Client
 	queue   string
 	api     *httptest.Server
+	tokens  *auth.Store
+	admin   string
+}
+
+// platformOptions vary the API under test.
+type platformOptions struct {
+	ackTimeout time.Duration
+	auth       bool    // bearer tokens on; p.admin holds an admin token
+	writeRPS   float64 // per-tenant write limit; 0 = unlimited
+	burst      int
 }
 
 func startPlatform(t *testing.T, ackTimeout time.Duration) *platform {
+	return startPlatformWith(t, platformOptions{ackTimeout: ackTimeout})
+}
+
+func startPlatformWith(t *testing.T, o platformOptions) *platform {
 	t.Helper()
+	ackTimeout := o.ackTimeout
 	ctx := context.Background()
 	log := zaptest.NewLogger(t)
 	p := &platform{
@@ -79,10 +95,20 @@ func startPlatform(t *testing.T, ackTimeout time.Duration) *platform {
 	t.Cleanup(w.Stop)
 
 	reg := observability.NewRegistry()
-	srv := api.New(api.Options{
+	opts := api.Options{
 		Temporal: tc, TaskQueue: p.queue, Routes: routes.NewStore(p.pool), Audit: auditStore,
 		AckTimeout: ackTimeout, Metrics: observability.NewWriteMetrics(reg), Registry: reg, Log: log,
-	})
+	}
+	if o.auth {
+		p.tokens = auth.NewStore(p.pool)
+		p.admin = auth.NewSecret()
+		require.NoError(t, p.tokens.Ensure(ctx, "root", p.admin))
+		opts.Auth, opts.Tokens = auth.NewAuthenticator(p.tokens, log), p.tokens
+	}
+	if o.writeRPS > 0 {
+		opts.Limiter = api.NewTenantLimiter(o.writeRPS, o.burst)
+	}
+	srv := api.New(opts)
 	p.api = httptest.NewServer(srv.Handler())
 	t.Cleanup(p.api.Close)
 	return p

@@ -33,6 +33,7 @@ type Event struct {
 	Revision      int64         `json:"revision"`
 	ChangedBy     string        `json:"changed_by"`
 	OccurredAt    time.Time     `json:"occurred_at"`
+	Principal     string        `json:"principal,omitempty"` // the authenticated token's name
 	WorkflowID    string        `json:"workflow_id,omitempty"`
 	RunID         string        `json:"run_id,omitempty"`
 }

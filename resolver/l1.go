@@ -32,14 +32,12 @@ type entry struct {
 	body       []byte // pre-encoded 200 body, positive entries only
 	url        string
 	revision   int64
-	freshUntil int64         // unix nanos; past it the answer is stale
-	life       time.Duration // how long otter keeps the entry: TTL plus the stale grace
+	freshUntil int64 // unix nanos; past it the answer is stale
+	staleUntil int64 // unix nanos; past it the answer is not served even when Postgres is down
 	kind       kind
 }
 
-func (e *entry) answer(src Source) Answer {
-	return Answer{Found: e.kind == kindPositive, URL: e.url, Revision: e.revision, Source: src, body: e.body}
-}
+func (e *entry) answer(src Source) Answer { return Answer{e: e, src: src} }
 
 func (e *entry) cacheEntry() cache.Entry {
 	return cache.Entry{Found: e.kind == kindPositive, URL: e.url, Revision: e.revision}
@@ -60,7 +58,7 @@ func (r *Resolver) newEntry(found bool, url string, revision int64, ttl time.Dur
 		e.url = ""
 	}
 	e.freshUntil = r.clock.NowNano() + int64(ttl)
-	e.life = ttl + r.staleFor
+	e.staleUntil = e.freshUntil + int64(r.staleFor)
 	return e
 }
 
@@ -72,14 +70,13 @@ func (r *Resolver) fromCacheEntry(c cache.Entry) *entry {
 	return r.newEntry(false, "", c.Revision, r.negativeTTL)
 }
 
+// newL1 returns the in-process cache, bounded by entry count only. Entries
+// carry their own freshness deadline instead of an otter expiry: that keeps
+// a read about 20 ns cheaper, lets an answer be served stale while Postgres
+// is down, and keeps tombstones (revision floors) for as long as the size
+// bound allows. Entries past their stale grace are treated as absent.
 func newL1(entries int, clock otter.Clock) (*otter.Cache[string, *entry], error) {
-	return otter.New(&otter.Options[string, *entry]{
-		MaximumSize: entries,
-		Clock:       clock,
-		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, *entry]) time.Duration {
-			return e.Value.life
-		}),
-	})
+	return otter.New(&otter.Options[string, *entry]{MaximumSize: entries, Clock: clock})
 }
 
 // l1Fill stores e under key unless the entry already there (an answer or a
@@ -101,10 +98,11 @@ func (r *Resolver) l1Fill(key string, e *entry) bool {
 
 // l1Drop replaces the answer cached under key with a tombstone carrying
 // revision, unless the cached answer is already at that revision or newer
-// (a duplicate or late event). The tombstone outlives any read that started
-// before the event, so that read cannot put its older answer back.
+// (a duplicate or late event). The tombstone stays until the size bound
+// evicts it or a newer answer replaces it, so a read that started before the
+// event cannot put its older answer back.
 func (r *Resolver) l1Drop(key string, revision int64) {
-	tomb := &entry{revision: revision, kind: kindTombstone, life: r.tombstoneFor}
+	tomb := &entry{revision: revision, kind: kindTombstone}
 	r.l1.Compute(key, func(old *entry, found bool) (*entry, otter.ComputeOp) {
 		if found && old.revision >= revision {
 			return old, otter.CancelOp
@@ -124,13 +122,10 @@ func l1Key(k routes.Key) string {
 	return k.Tenant + "/" + k.Service + "/" + k.Env + "/" + k.Version
 }
 
-// keyBuf builds l1Key(k) in buf without allocating. The string aliases buf:
-// it is only valid while buf is and must not be stored (clone it first).
-func keyBuf(buf *[maxKeyLen]byte, k routes.Key) (string, bool) {
-	n := len(k.Tenant) + len(k.Service) + len(k.Env) + len(k.Version) + 3
-	if n > maxKeyLen {
-		return "", false
-	}
+// keyBuf builds l1Key(k) of a valid k in buf without allocating. The string
+// aliases buf: it is only valid while buf is and must not be stored (clone
+// it first).
+func keyBuf(buf *[maxKeyLen]byte, k routes.Key) string {
 	b := append(buf[:0], k.Tenant...)
 	b = append(b, '/')
 	b = append(b, k.Service...)
@@ -138,7 +133,7 @@ func keyBuf(buf *[maxKeyLen]byte, k routes.Key) (string, bool) {
 	b = append(b, k.Env...)
 	b = append(b, '/')
 	b = append(b, k.Version...)
-	return unsafe.String(unsafe.SliceData(b), len(b)), true
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // splitKey parses "tenant/service/env/version" (a resolve path suffix)

@@ -68,6 +68,10 @@ type Mutation struct {
 	URL       string `json:"url,omitempty"`    // created, updated
 	Active    bool   `json:"active,omitempty"` // created: initial state
 	ChangedBy string `json:"changed_by,omitempty"`
+	// EventID identifies the change. A mutation applied again with the same
+	// event id (a re-run of its workflow) reports the change it made
+	// instead of "nothing changed", as long as no later change happened.
+	EventID string `json:"event_id,omitempty"`
 }
 
 // Validate checks the mutation's names and URL as API.md's "Names" says.

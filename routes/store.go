@@ -82,11 +82,11 @@ func create(ctx context.Context, tx pgx.Tx, m Mutation) (Result, error) {
 	}
 	r := Route{Tenant: m.Key.Tenant, Service: m.Key.Service, Env: m.Key.Env, Version: m.Key.Version}
 	err = tx.QueryRow(ctx, `
-		INSERT INTO endpoints (environment_id, version, url, is_active)
-		VALUES ($1, $2, $3, $4)
+		INSERT INTO endpoints (environment_id, version, url, is_active, last_event_id)
+		VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (environment_id, version) DO NOTHING
 		RETURNING url, is_active, revision, created_at, updated_at`,
-		envID, m.Key.Version, m.URL, m.Active,
+		envID, m.Key.Version, m.URL, m.Active, m.EventID,
 	).Scan(&r.URL, &r.IsActive, &r.Revision, &r.CreatedAt, &r.UpdatedAt)
 	if err == nil {
 		return Result{Route: r, Changed: true}, nil
@@ -95,9 +95,12 @@ func create(ctx context.Context, tx pgx.Tx, m Mutation) (Result, error) {
 		return Result{}, err
 	}
 	// The route exists: creating it again is a no-op when the URL matches.
-	existing, err := lockRoute(ctx, tx, m.Key)
+	existing, last, err := lockRoute(ctx, tx, m.Key)
 	if err != nil {
 		return Result{}, err
+	}
+	if last.replays(m) {
+		return last.result(existing), nil
 	}
 	if existing.URL != m.URL {
 		return Result{}, conflictf("exists with another url")
@@ -129,20 +132,48 @@ func getOrCreate(ctx context.Context, tx pgx.Tx, selectSQL, insertSQL string, ar
 	return 0, errors.New("row vanished while being created")
 }
 
-func lockRoute(ctx context.Context, tx pgx.Tx, k Key) (Route, error) {
-	r, err := scanRoute(tx.QueryRow(ctx, `SELECT `+routeColumns+` FROM `+routeJoin+`
-		WHERE t.name = $1 AND s.service_name = $2 AND en.env_name = $3 AND e.version = $4
-		FOR UPDATE OF e`, k.Tenant, k.Service, k.Env, k.Version))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Route{}, ErrNotFound
+// lastChange is what the row remembers of the change that made it.
+type lastChange struct {
+	eventID        string
+	previousURL    string
+	previousActive *bool
+}
+
+// replays reports whether m is the mutation that made the route's current
+// state (same event id), so applying it again must report that change.
+func (l lastChange) replays(m Mutation) bool {
+	return m.EventID != "" && l.eventID == m.EventID
+}
+
+func (l lastChange) result(r Route) Result {
+	res := Result{Route: r, Changed: true}
+	if l.previousActive != nil {
+		res.PreviousURL, res.PreviousState = l.previousURL, State(*l.previousActive)
 	}
-	return r, err
+	return res
+}
+
+func lockRoute(ctx context.Context, tx pgx.Tx, k Key) (Route, lastChange, error) {
+	var r Route
+	var l lastChange
+	err := tx.QueryRow(ctx, `SELECT `+routeColumns+`, e.last_event_id, e.previous_url, e.previous_active FROM `+routeJoin+`
+		WHERE t.name = $1 AND s.service_name = $2 AND en.env_name = $3 AND e.version = $4
+		FOR UPDATE OF e`, k.Tenant, k.Service, k.Env, k.Version).Scan(
+		&r.Tenant, &r.Service, &r.Env, &r.Version, &r.URL, &r.IsActive, &r.Revision, &r.CreatedAt, &r.UpdatedAt,
+		&l.eventID, &l.previousURL, &l.previousActive)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Route{}, l, ErrNotFound
+	}
+	return r, l, err
 }
 
 func change(ctx context.Context, tx pgx.Tx, m Mutation) (Result, error) {
-	before, err := lockRoute(ctx, tx, m.Key)
+	before, last, err := lockRoute(ctx, tx, m.Key)
 	if err != nil {
 		return Result{}, err
+	}
+	if last.replays(m) {
+		return last.result(before), nil
 	}
 	res := Result{Route: before, PreviousURL: before.URL, PreviousState: State(before.IsActive)}
 	url, active := before.URL, before.IsActive
@@ -158,12 +189,14 @@ func change(ctx context.Context, tx pgx.Tx, m Mutation) (Result, error) {
 		return res, nil
 	}
 	err = tx.QueryRow(ctx, `
-		UPDATE endpoints e SET url = $5, is_active = $6, revision = e.revision + 1, updated_at = now()
+		UPDATE endpoints e SET url = $5, is_active = $6, revision = e.revision + 1, updated_at = now(),
+			last_event_id = $7, previous_url = $8, previous_active = $9
 		FROM environments en, services s, tenants t
 		WHERE en.id = e.environment_id AND s.id = en.service_id AND t.id = s.tenant_id
 		  AND t.name = $1 AND s.service_name = $2 AND en.env_name = $3 AND e.version = $4
 		RETURNING e.url, e.is_active, e.revision, e.updated_at`,
 		m.Key.Tenant, m.Key.Service, m.Key.Env, m.Key.Version, url, active,
+		m.EventID, before.URL, before.IsActive,
 	).Scan(&res.Route.URL, &res.Route.IsActive, &res.Route.Revision, &res.Route.UpdatedAt)
 	if err != nil {
 		return Result{}, err

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 )
 
 //go:embed migrations/*.sql
@@ -25,7 +26,13 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 }
 
 func migrateDB(ctx context.Context, db *sql.DB) (int64, error) {
-	p, err := goose.NewProvider(goose.DialectPostgres, db, mustSub())
+	// A session lock keeps api, resolver and worker starting together with
+	// TM_MIGRATE=auto from applying the same migration twice.
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return 0, fmt.Errorf("migration lock: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, mustSub(), goose.WithSessionLocker(locker))
 	if err != nil {
 		return 0, fmt.Errorf("migrations: %w", err)
 	}

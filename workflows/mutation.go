@@ -151,8 +151,10 @@ func (m *mutation) commit(ctx workflow.Context) (routes.Result, error) {
 		StartToCloseTimeout: 10 * time.Second,
 		RetryPolicy:         commitRetry,
 	})
+	mut := m.in.Mutation
+	mut.EventID = m.in.EventID // a re-run of this mutation is recognised by the store
 	var res routes.Result
-	err := workflow.ExecuteLocalActivity(ctx, a.Commit, m.in.Mutation).Get(ctx, &res)
+	err := workflow.ExecuteLocalActivity(ctx, a.Commit, mut).Get(ctx, &res)
 	return res, err
 }
 
@@ -172,6 +174,7 @@ func (m *mutation) sideEffects(ctx workflow.Context, res routes.Result) {
 	info := workflow.GetInfo(ctx)
 	ev := events.FromResult(m.in.EventID, m.in.Mutation.Action, res, m.in.Mutation.ChangedBy)
 	ev.WorkflowID, ev.RunID = info.WorkflowExecution.ID, info.WorkflowExecution.RunID
+	ev.Principal = m.in.Principal
 
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,

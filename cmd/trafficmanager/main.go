@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -36,6 +37,10 @@ func newRootCmd() *cobra.Command {
 		newMigrateCmd(),
 		newAPICmd(),
 		newWorkerCmd(),
+		newRoutesCmd(),
+		newMutationsCmd(),
+		newTokensCmd(),
+		newDevCmd(),
 	)
 	return root
 }
@@ -56,8 +61,7 @@ func newLogger(cfg config.Config) (*zap.Logger, error) {
 // exitCode lets CLI errors choose their exit status.
 func exitCode(err error) int {
 	var ec interface{ ExitCode() int }
-	if e, ok := err.(interface{ ExitCode() int }); ok {
-		ec = e
+	if errors.As(err, &ec) {
 		return ec.ExitCode()
 	}
 	return 1

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/trafficmanager/trafficmanager/activities"
 	"github.com/trafficmanager/trafficmanager/api"
 	"github.com/trafficmanager/trafficmanager/audit"
+	"github.com/trafficmanager/trafficmanager/auth"
 	"github.com/trafficmanager/trafficmanager/cache"
 	"github.com/trafficmanager/trafficmanager/config"
 	"github.com/trafficmanager/trafficmanager/events"
@@ -56,7 +58,8 @@ func newMigrateCmd() *cobra.Command {
 }
 
 func newAPICmd() *cobra.Command {
-	return &cobra.Command{
+	var insecureNoAuth bool
+	cmd := &cobra.Command{
 		Use:   "api",
 		Short: "Run the REST API (route writes, reads, mutations, audit)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -66,6 +69,9 @@ func newAPICmd() *cobra.Command {
 			}
 			if err != nil {
 				return err
+			}
+			if !cfg.Auth && !insecureNoAuth {
+				return errors.New("TM_AUTH=off leaves every tenant's routes open to anyone who can reach the api; pass --insecure-no-auth to run like that anyway")
 			}
 			log, err := newLogger(cfg)
 			if err != nil {
@@ -93,6 +99,8 @@ func newAPICmd() *cobra.Command {
 			return runAPI(ctx, cfg, log, pool, tc, mc, nil)
 		},
 	}
+	cmd.Flags().BoolVar(&insecureNoAuth, "insecure-no-auth", false, "allow TM_AUTH=off (no authentication)")
+	return cmd
 }
 
 // runAPI serves the API until ctx is done. ready, when not nil, is closed
@@ -108,6 +116,18 @@ func runAPI(ctx context.Context, cfg config.Config, log *zap.Logger, pool *pgxpo
 		Metrics:    observability.NewWriteMetrics(reg),
 		Registry:   reg,
 		Log:        log,
+		Limiter:    api.NewTenantLimiter(cfg.TenantWriteRPS, cfg.TenantWriteBurst),
+	}
+	if cfg.Auth {
+		tokens := auth.NewStore(pool)
+		if cfg.BootstrapAdminToken != "" {
+			if err := tokens.Ensure(ctx, "bootstrap-admin", cfg.BootstrapAdminToken); err != nil {
+				return err
+			}
+		}
+		opts.Auth, opts.Tokens = auth.NewAuthenticator(tokens, log), tokens
+	} else {
+		log.Warn("authentication is off (TM_AUTH=off)")
 	}
 	if mc != nil {
 		store := audit.NewStore(mc.Database(cfg.MongoDatabase))

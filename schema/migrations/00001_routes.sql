@@ -32,6 +32,12 @@ CREATE TABLE endpoints (
     revision       BIGINT NOT NULL DEFAULT 1,
     created_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- The last change's event id and what the route was before it, so a
+    -- re-run of that mutation (mutations retry) is recognised and replays
+    -- its side effects instead of seeing "nothing changed".
+    last_event_id   TEXT NOT NULL DEFAULT '',
+    previous_url    TEXT NOT NULL DEFAULT '',
+    previous_active BOOLEAN,
     UNIQUE (environment_id, version)
 );
 

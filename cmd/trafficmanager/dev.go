@@ -1,0 +1,311 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/trafficmanager/trafficmanager/config"
+	"github.com/trafficmanager/trafficmanager/internal/devstack"
+)
+
+func newDevCmd() *cobra.Command {
+	var seedDemo bool
+	var temporalPort, uiPort int
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the whole platform locally: dependencies, api, resolver and worker",
+		Long: `Starts every dependency whose TM_* variable is unset (a private PostgreSQL cluster,
+redis-server, an embedded Kafka-protocol broker, an embedded MongoDB-wire store and a
+Temporal dev server with its UI) with data under TM_DEV_DATA_DIR, then the api, the
+resolver and the worker in this process. Ctrl-C drains and stops everything.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if os.Getenv("TM_AUTH") == "" {
+				os.Setenv("TM_AUTH", "off") // API.md: auth is off by default in dev only
+			}
+			if os.Getenv("TM_MIGRATE") == "" {
+				os.Setenv("TM_MIGRATE", "auto")
+			}
+			if os.Getenv("TM_API_ADDR") == "" {
+				os.Setenv("TM_API_ADDR", "127.0.0.1:8080")
+			}
+			if os.Getenv("TM_RESOLVER_ADDR") == "" {
+				os.Setenv("TM_RESOLVER_ADDR", "127.0.0.1:8081")
+			}
+			if os.Getenv("TM_WORKER_ADDR") == "" {
+				os.Setenv("TM_WORKER_ADDR", "127.0.0.1:8082")
+			}
+			if os.Getenv("TM_LOG_FORMAT") == "" {
+				os.Setenv("TM_LOG_FORMAT", "console")
+			}
+			if os.Getenv("TM_LOG_LEVEL") == "" {
+				os.Setenv("TM_LOG_LEVEL", "warn")
+			}
+			cfg, err := loadConfig()
+			if err != nil {
+				return err
+			}
+			return runDev(cmd.Context(), cmd.OutOrStdout(), cfg, devOptions{seedDemo: seedDemo, temporalPort: temporalPort, uiPort: uiPort})
+		},
+	}
+	cmd.Flags().BoolVar(&seedDemo, "seed-demo", false, "load a few demo tenants and routes")
+	cmd.Flags().IntVar(&temporalPort, "temporal-port", 7233, "Temporal frontend port when the dev server is started")
+	cmd.Flags().IntVar(&uiPort, "ui-port", 8233, "Temporal UI port (0: no UI)")
+	return cmd
+}
+
+type devOptions struct {
+	seedDemo     bool
+	temporalPort int
+	uiPort       int
+}
+
+// devStack is what runDev started, stopped in reverse order.
+type devStack struct {
+	stops []func() error
+	env   []string // export lines for dev.env
+}
+
+func (s *devStack) add(stop func() error) { s.stops = append(s.stops, stop) }
+
+func (s *devStack) stop() {
+	for i := len(s.stops) - 1; i >= 0; i-- {
+		_ = s.stops[i]()
+	}
+}
+
+func step(out io.Writer, name string, f func() (string, error)) error {
+	start := time.Now()
+	fmt.Fprintf(out, "%-10s … ", name)
+	detail, err := f()
+	if err != nil {
+		fmt.Fprintln(out, "failed")
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	fmt.Fprintf(out, "ok (%d ms) %s\n", time.Since(start).Milliseconds(), detail)
+	return nil
+}
+
+func runDev(ctx context.Context, out io.Writer, cfg config.Config, o devOptions) (err error) {
+	dataDir, err := filepath.Abs(cfg.DevDataDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return fmt.Errorf("TM_DEV_DATA_DIR %s: %w", dataDir, err)
+	}
+	logFile, err := os.OpenFile(filepath.Join(dataDir, "dev.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	st := &devStack{}
+	defer st.stop()
+	fmt.Fprintf(out, "data in %s (logs: %s)\n", dataDir, logFile.Name())
+
+	if cfg.DatabaseURL == "" {
+		err = step(out, "postgres", func() (string, error) {
+			port, err := devstack.FreePort()
+			if err != nil {
+				return "", err
+			}
+			pg, err := devstack.StartPostgres(ctx, filepath.Join(dataDir, "postgres"), port, logFile)
+			if err != nil {
+				return "", err
+			}
+			st.add(pg.Stop)
+			cfg.DatabaseURL = pg.DSN
+			return pg.DSN, nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if cfg.RedisURL == "" {
+		err = step(out, "redis", func() (string, error) {
+			port, err := devstack.FreePort()
+			if err != nil {
+				return "", err
+			}
+			r, err := devstack.StartRedis(ctx, filepath.Join(dataDir, "redis"), port, logFile)
+			if err != nil {
+				return "", err
+			}
+			st.add(r.Stop)
+			cfg.RedisURL = r.URL
+			return r.URL, nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if len(cfg.KafkaBrokers) == 0 {
+		err = step(out, "kafka", func() (string, error) {
+			k, err := devstack.StartKafka(0, cfg.KafkaTopic, 3)
+			if err != nil {
+				return "", err
+			}
+			st.add(k.Stop)
+			cfg.KafkaBrokers = k.Brokers
+			return strings.Join(k.Brokers, ",") + " (embedded, in memory)", nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if cfg.MongoURI == "" {
+		err = step(out, "mongodb", func() (string, error) {
+			port, err := devstack.FreePort()
+			if err != nil {
+				return "", err
+			}
+			m, err := devstack.StartMongo(ctx, filepath.Join(dataDir, "mongo"), port)
+			if err != nil {
+				return "", err
+			}
+			st.add(m.Stop)
+			cfg.MongoURI = m.URI
+			return m.URI + " (embedded FerretDB)", nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	uiURL := ""
+	if cfg.TemporalAddress == "" {
+		err = step(out, "temporal", func() (string, error) {
+			t, err := devstack.StartTemporal(ctx, filepath.Join(dataDir, "temporal"), o.temporalPort, o.uiPort, logFile)
+			if err != nil {
+				return "", err
+			}
+			st.add(t.Stop)
+			cfg.TemporalAddress, uiURL = t.Address, t.UIURL
+			return t.Address, nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if err := writeDevEnv(dataDir, cfg, uiURL); err != nil {
+		return err
+	}
+
+	log, err := newDevLogger(cfg, logFile)
+	if err != nil {
+		return err
+	}
+	return runPlatform(ctx, out, cfg, log, uiURL, o.seedDemo)
+}
+
+// writeDevEnv writes dev.env: one export line per dependency address so
+// psql, redis-cli, kcat, mongosh, temporal and a second trafficmanager reach
+// the same stack after `source .tmdata/dev.env`.
+func writeDevEnv(dataDir string, cfg config.Config, uiURL string) error {
+	lines := []string{
+		"export TM_DATABASE_URL=" + cfg.DatabaseURL,
+		"export TM_REDIS_URL=" + cfg.RedisURL,
+		"export TM_KAFKA_BROKERS=" + strings.Join(cfg.KafkaBrokers, ","),
+		"export TM_KAFKA_TOPIC=" + cfg.KafkaTopic,
+		"export TM_MONGO_URI=" + cfg.MongoURI,
+		"export TM_MONGO_DATABASE=" + cfg.MongoDatabase,
+		"export TM_TEMPORAL_ADDRESS=" + cfg.TemporalAddress,
+		"export TM_TEMPORAL_NAMESPACE=" + cfg.TemporalNamespace,
+		"export TM_API_URL=http://" + cfg.APIAddr,
+		"# for the temporal CLI",
+		"export TEMPORAL_ADDRESS=" + cfg.TemporalAddress,
+	}
+	if uiURL != "" {
+		lines = append(lines, "# Temporal UI: "+uiURL)
+	}
+	return os.WriteFile(filepath.Join(dataDir, "dev.env"), []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+}
+
+// runPlatform runs api, resolver and worker in-process against cfg until
+// ctx is done; it prints one line containing "ready" once all listen.
+func runPlatform(ctx context.Context, out io.Writer, cfg config.Config, log *zap.Logger, uiURL string, seedDemo bool) error {
+	pool, err := openPostgres(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	rdb, err := openRedis(cfg)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	tc, err := dialTemporal(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	mc, err := openMongo(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer mc.Disconnect(context.Background()) //nolint:errcheck
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	readies := []chan struct{}{make(chan struct{}), make(chan struct{}), make(chan struct{})}
+	run := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	run("worker", func() error { return runWorker(ctx, cfg, log, pool, rdb, tc, mc, readies[0]) })
+	run("api", func() error { return runAPI(ctx, cfg, log, pool, tc, mc, readies[1]) })
+	run("resolver", func() error { return runResolver(ctx, cfg, log, pool, rdb, readies[2]) })
+
+	for _, r := range readies {
+		select {
+		case <-r:
+		case <-ctx.Done():
+			wg.Wait()
+			return firstErr(errc)
+		}
+	}
+	if seedDemo {
+		if err := seedDemoRoutes(ctx, tc, cfg, out); err != nil {
+			fmt.Fprintln(out, "seed-demo failed:", err)
+		}
+	}
+	fmt.Fprintf(out, "ready: api http://%s  resolver http://%s  worker http://%s/metrics  temporal %s  temporal-ui %s  (source %s)\n",
+		cfg.APIAddr, cfg.ResolverAddr, cfg.WorkerAddr, cfg.TemporalAddress, orNone(uiURL), filepath.Join(cfg.DevDataDir, "dev.env"))
+	<-ctx.Done()
+	fmt.Fprintln(out, "stopping: draining api and resolver, stopping worker and dependencies")
+	wg.Wait()
+	return firstErr(errc)
+}
+
+func firstErr(errc chan error) error {
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+
+	"github.com/trafficmanager/trafficmanager/mutations"
+)
+
+func newMutationsCmd() *cobra.Command {
+	var cf clientFlags
+	cmd := &cobra.Command{Use: "mutations", Short: "Inspect mutation workflows, list failed ones and run them again"}
+	cf.register(cmd)
+	temporalAddr, namespace := os.Getenv("TM_TEMPORAL_ADDRESS"), os.Getenv("TM_TEMPORAL_NAMESPACE")
+	if temporalAddr == "" {
+		temporalAddr = "127.0.0.1:7233"
+	}
+	if namespace == "" {
+		namespace = "default"
+	}
+	cmd.PersistentFlags().StringVar(&temporalAddr, "temporal-address", temporalAddr, "Temporal frontend for failed/retry (TM_TEMPORAL_ADDRESS)")
+	cmd.PersistentFlags().StringVar(&namespace, "namespace", namespace, "Temporal namespace (TM_TEMPORAL_NAMESPACE)")
+	dial := func(cmd *cobra.Command) (client.Client, error) {
+		c, err := client.DialContext(cmd.Context(), client.Options{HostPort: temporalAddr, Namespace: namespace, Logger: quietTemporalLogger{}})
+		if err != nil {
+			return nil, &cliError{exitUnreachable, "cannot reach Temporal at " + temporalAddr + ": " + err.Error()}
+		}
+		return c, nil
+	}
+
+	status := &cobra.Command{Use: "status <workflow_id>", Short: "Show a mutation's status and steps", Args: cobra.ExactArgs(1), RunE: func(c *cobra.Command, args []string) error {
+		if err := cf.validate(); err != nil {
+			return err
+		}
+		var out struct {
+			WorkflowID string            `json:"workflow_id"`
+			RunID      string            `json:"run_id"`
+			Status     string            `json:"status"`
+			Action     string            `json:"action"`
+			Route      any               `json:"route"`
+			EventID    string            `json:"event_id"`
+			Steps      map[string]string `json:"steps"`
+			Error      any               `json:"error,omitempty"`
+		}
+		if _, err := cf.call(c.Context(), "GET", "/api/v1/mutations/"+escapeWorkflowID(args[0]), nil, nil, &out); err != nil {
+			return err
+		}
+		return cf.print(c.OutOrStdout(), out,
+			[]string{"WORKFLOW", "STATUS", "ACTION", "EVENT", "COMMITTED", "INVALIDATED", "PUBLISHED", "AUDITED"},
+			[][]string{{out.WorkflowID, out.Status, out.Action, out.EventID, out.Steps["committed"], out.Steps["invalidated"], out.Steps["published"], out.Steps["audited"]}})
+	}}
+
+	var since time.Duration
+	var tenant string
+	failed := &cobra.Command{Use: "failed", Short: "List mutations that failed, timed out or were terminated", Args: cobra.NoArgs, RunE: func(c *cobra.Command, _ []string) error {
+		if err := cf.validate(); err != nil {
+			return err
+		}
+		tc, err := dial(c)
+		if err != nil {
+			return err
+		}
+		defer tc.Close()
+		list, err := mutations.ListFailed(c.Context(), tc, namespace, time.Now().Add(-since), tenant)
+		if err != nil {
+			return &cliError{exitAPIError, err.Error()}
+		}
+		rows := make([][]string, 0, len(list))
+		for _, f := range list {
+			rows = append(rows, []string{f.WorkflowID, f.RunID, f.Status, f.CloseTime.UTC().Format(time.RFC3339)})
+		}
+		if list == nil {
+			list = []mutations.Failed{}
+		}
+		return cf.print(c.OutOrStdout(), list, []string{"WORKFLOW", "RUN", "STATUS", "CLOSED"}, rows)
+	}}
+	failed.Flags().DurationVar(&since, "since", 24*time.Hour, "how far back to look")
+	failed.Flags().StringVar(&tenant, "tenant", "", "only this tenant's mutations")
+
+	retry := &cobra.Command{Use: "retry <workflow_id>", Short: "Run a failed mutation again (same input, same event id)", Args: cobra.ExactArgs(1), RunE: func(c *cobra.Command, args []string) error {
+		if err := cf.validate(); err != nil {
+			return err
+		}
+		tc, err := dial(c)
+		if err != nil {
+			return err
+		}
+		defer tc.Close()
+		runID, err := mutations.Retry(c.Context(), tc, namespace, args[0], "")
+		if err != nil {
+			return &cliError{exitAPIError, err.Error()}
+		}
+		out := map[string]string{"workflow_id": args[0], "run_id": runID, "status": "running"}
+		return cf.print(c.OutOrStdout(), out, []string{"WORKFLOW", "NEW RUN", "STATUS"}, [][]string{{args[0], runID, "running"}})
+	}}
+	cmd.AddCommand(status, failed, retry)
+	return cmd
+}
+
+// escapeWorkflowID escapes each segment of a workflow id but keeps its slashes.
+func escapeWorkflowID(id string) string {
+	parts := strings.Split(id, "/")
+	for i, p := range parts {
+		parts[i] = url.PathEscape(p)
+	}
+	return strings.Join(parts, "/")
+}
+
+// quietTemporalLogger drops the SDK's logs in CLI commands.
+type quietTemporalLogger struct{}
+
+func (quietTemporalLogger) Debug(string, ...any) {}
+func (quietTemporalLogger) Info(string, ...any)  {}
+func (quietTemporalLogger) Warn(string, ...any)  {}
+func (quietTemporalLogger) Error(string, ...any) {}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/trafficmanager/trafficmanager/cache"
+	"github.com/trafficmanager/trafficmanager/config"
+	"github.com/trafficmanager/trafficmanager/observability"
+	"github.com/trafficmanager/trafficmanager/resolver"
+	"github.com/trafficmanager/trafficmanager/routes"
+)
+
+func newResolverCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "resolver",
+		Short: "Run the read path: GET /api/v1/resolve/{tenant}/{service}/{env}/{version}",
+		Long: `Run the stateless resolver (cache-aside: in-process cache, Redis, Postgres).
+Requires TM_DATABASE_URL; TM_REDIS_URL and TM_KAFKA_BROKERS are optional
+(without Kafka, cached answers change only when their TTL ends).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig()
+			if err != nil {
+				return err
+			}
+			if err := cfg.Require("TM_DATABASE_URL"); err != nil {
+				return err
+			}
+			log, err := newLogger(cfg)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = log.Sync() }()
+			ctx := cmd.Context()
+
+			pool, err := openResolverPool(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			var rdb *redis.Client
+			if cfg.RedisURL != "" {
+				if rdb, err = openResolverRedis(cfg); err != nil {
+					return err
+				}
+				defer func() { _ = rdb.Close() }()
+			}
+			gin.SetMode(gin.ReleaseMode)
+			return runResolver(ctx, cfg, log, pool, rdb, nil)
+		},
+	}
+}
+
+// openResolverPool connects lazily: the resolver starts and serves from its
+// caches even while Postgres is down. The pool is at least as large as the
+// lookup bulkhead so a permitted lookup never queues for a connection.
+func openResolverPool(ctx context.Context, cfg config.Config) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("TM_DATABASE_URL: %w", err)
+	}
+	if n := int32(cfg.ResolverMaxInflight); pc.MaxConns < n {
+		pc.MaxConns = n
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return pool, nil
+}
+
+// openResolverRedis returns a client with short timeouts: Redis is a cache
+// and a slow answer is worth less than going to Postgres.
+func openResolverRedis(cfg config.Config) (*redis.Client, error) {
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("TM_REDIS_URL: %w", err)
+	}
+	opts.DialTimeout = 250 * time.Millisecond
+	opts.ReadTimeout = 100 * time.Millisecond
+	opts.WriteTimeout = 100 * time.Millisecond
+	opts.PoolTimeout = 100 * time.Millisecond
+	opts.MaxRetries = 1
+	return redis.NewClient(opts), nil
+}
+
+// runResolver builds a resolver over pool (and rdb, nil for none), serves it
+// on cfg.ResolverAddr and consumes cfg.KafkaTopic when cfg.KafkaBrokers is
+// set. It closes ready (when not nil) once the listener accepts requests,
+// the event consumer is subscribed and warming is done. When ctx ends it
+// turns /readyz to 503, shuts the server down within cfg.ShutdownTimeout,
+// stops the consumer and returns.
+func runResolver(ctx context.Context, cfg config.Config, log *zap.Logger, pool *pgxpool.Pool, rdb *redis.Client, ready chan<- struct{}) error {
+	log = log.With(zap.String("component", "resolver"))
+	reg := observability.NewRegistry()
+	store := routes.NewStore(pool)
+	var rc *cache.Redis
+	if rdb != nil {
+		rc = cache.NewRedis(rdb, cfg.CacheTTL)
+	}
+	res, err := resolver.New(resolver.Options{
+		Store:       store,
+		Redis:       rc,
+		L1Entries:   cfg.ResolverL1Entries,
+		PositiveTTL: cfg.CacheTTL,
+		NegativeTTL: cfg.NegativeCacheTTL,
+		MaxInflight: cfg.ResolverMaxInflight,
+		Metrics:     observability.NewResolveMetrics(reg),
+		Logger:      log,
+	})
+	if err != nil {
+		return err
+	}
+	defer res.Close()
+
+	ln, err := net.Listen("tcp", cfg.ResolverAddr)
+	if err != nil {
+		return fmt.Errorf("resolver listen on %s (TM_RESOLVER_ADDR): %w", cfg.ResolverAddr, err)
+	}
+	srv := &http.Server{Handler: res.Handler(reg), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("resolver listening", zap.String("addr", ln.Addr().String()))
+
+	consumerCtx, stopConsumer := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopConsumer()
+	consumerDone := make(chan error, 1)
+	if len(cfg.KafkaBrokers) > 0 {
+		subscribed := make(chan struct{})
+		go func() {
+			consumerDone <- res.ConsumeEvents(consumerCtx, cfg.KafkaBrokers, cfg.KafkaTopic, func() { close(subscribed) })
+		}()
+		select {
+		case <-subscribed:
+		case <-ctx.Done():
+		case err := <-consumerDone:
+			_ = srv.Close()
+			return fmt.Errorf("route event consumer: %w", err)
+		case err := <-serveErr:
+			return fmt.Errorf("resolver server: %w", err)
+		}
+	} else {
+		close(consumerDone)
+		log.Warn("TM_KAFKA_BROKERS is not set: cached answers change only when their TTL ends")
+	}
+
+	if ctx.Err() == nil && cfg.ResolverWarmRoutes > 0 {
+		if err := res.Warm(ctx, cfg.ResolverWarmRoutes); err != nil {
+			log.Warn("cache warming failed; starting cold", zap.Error(err))
+		}
+	}
+	if ctx.Err() == nil {
+		res.MarkReady()
+		log.Info("resolver ready")
+		if ready != nil {
+			close(ready)
+		}
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		runErr = fmt.Errorf("resolver server: %w", err)
+	}
+
+	res.SetDraining()
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && runErr == nil {
+		runErr = fmt.Errorf("resolver shutdown: %w", err)
+	}
+	stopConsumer()
+	if err := <-consumerDone; err != nil && runErr == nil {
+		runErr = err
+	}
+	if errors.Is(runErr, http.ErrServerClosed) {
+		runErr = nil
+	}
+	log.Info("resolver stopped")
+	return runErr
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/trafficmanager/trafficmanager/routes"
+)
+
+type mutationAnswer struct {
+	Route      routes.Route `json:"route"`
+	Action     string       `json:"action"`
+	Changed    bool         `json:"changed"`
+	EventID    string       `json:"event_id"`
+	WorkflowID string       `json:"workflow_id"`
+	RunID      string       `json:"run_id"`
+	Status     string       `json:"status"` // "pending" on 202
+}
+
+func routeRow(r routes.Route) []string {
+	return []string{r.Tenant, r.Service, r.Env, r.Version, r.URL, strconv.FormatBool(r.IsActive), strconv.FormatInt(r.Revision, 10), r.UpdatedAt.UTC().Format(time.RFC3339)}
+}
+
+var routeHeader = []string{"TENANT", "SERVICE", "ENV", "VERSION", "URL", "ACTIVE", "REVISION", "UPDATED"}
+
+func newRoutesCmd() *cobra.Command {
+	var cf clientFlags
+	cmd := &cobra.Command{Use: "routes", Short: "Create, change and read routes through the api"}
+	cf.register(cmd)
+
+	var k routes.Key
+	var u, changedBy, idemKey string
+	var inactive bool
+	keyFlags := func(c *cobra.Command, withURL bool) {
+		c.Flags().StringVar(&k.Tenant, "tenant", "", "tenant")
+		c.Flags().StringVar(&k.Service, "service", "", "service")
+		c.Flags().StringVar(&k.Env, "env", "", "environment")
+		c.Flags().StringVar(&k.Version, "version", "", "version")
+		if withURL {
+			c.Flags().StringVar(&u, "url", "", "target URL")
+		}
+		c.Flags().StringVar(&changedBy, "changed-by", "", "who makes the change (default: the token's name)")
+		c.Flags().StringVar(&idemKey, "idempotency-key", "", "makes a retried command the same mutation")
+	}
+	path := func() string {
+		return "/api/v1/routes/" + url.PathEscape(k.Tenant) + "/" + url.PathEscape(k.Service) + "/" + url.PathEscape(k.Env) + "/" + url.PathEscape(k.Version)
+	}
+	mutate := func(c *cobra.Command, method, p string, body map[string]any) error {
+		if err := cf.validate(); err != nil {
+			return err
+		}
+		if changedBy != "" {
+			body["changed_by"] = changedBy
+		}
+		var out mutationAnswer
+		status, err := cf.callWithHeaders(c.Context(), method, p, body, &out, "Idempotency-Key", idemKey)
+		if err != nil {
+			return err
+		}
+		if status == 202 {
+			return cf.print(c.OutOrStdout(), out, []string{"STATUS", "WORKFLOW"}, [][]string{{"pending", out.WorkflowID}})
+		}
+		return cf.print(c.OutOrStdout(), out,
+			append([]string{"ACTION", "CHANGED"}, routeHeader...),
+			[][]string{append([]string{out.Action, strconv.FormatBool(out.Changed)}, routeRow(out.Route)...)})
+	}
+
+	create := &cobra.Command{Use: "create", Short: "Create a route", Args: cobra.NoArgs, RunE: func(c *cobra.Command, _ []string) error {
+		return mutate(c, "POST", "/api/v1/routes", map[string]any{
+			"tenant": k.Tenant, "service": k.Service, "env": k.Env, "version": k.Version, "url": u, "active": !inactive,
+		})
+	}}
+	keyFlags(create, true)
+	create.Flags().BoolVar(&inactive, "inactive", false, "create the route inactive")
+
+	update := &cobra.Command{Use: "update", Short: "Point a route at another URL", Args: cobra.NoArgs, RunE: func(c *cobra.Command, _ []string) error {
+		return mutate(c, "PUT", path(), map[string]any{"url": u})
+	}}
+	keyFlags(update, true)
+	activate := &cobra.Command{Use: "activate", Short: "Activate a route", Args: cobra.NoArgs, RunE: func(c *cobra.Command, _ []string) error {
+		return mutate(c, "POST", path()+"/activate", map[string]any{})
+	}}
+	keyFlags(activate, false)
+	deactivate := &cobra.Command{Use: "deactivate", Short: "Deactivate a route", Args: cobra.NoArgs, RunE: func(c *cobra.Command, _ []string) error {
+		return mutate(c, "POST", path()+"/deactivate", map[string]any{})
+	}}
+	keyFlags(deactivate, false)
+
+	get := &cobra.Command{Use: "get", Short: "Show one route (active or not)", Args: cobra.NoArgs, RunE: func(c *cobra.Command, _ []string) error {
+		if err := cf.validate(); err != nil {
+			return err
+		}
+		var r routes.Route
+		if _, err := cf.call(c.Context(), "GET", path(), nil, nil, &r); err != nil {
+			return err
+		}
+		return cf.print(c.OutOrStdout(), r, routeHeader, [][]string{routeRow(r)})
+	}}
+	keyFlags(get, false)
+
+	var limit int
+	var active string
+	list := &cobra.Command{Use: "list", Short: "List routes", Args: cobra.NoArgs, RunE: func(c *cobra.Command, _ []string) error {
+		if err := cf.validate(); err != nil {
+			return err
+		}
+		q := url.Values{}
+		for name, v := range map[string]string{"tenant": k.Tenant, "service": k.Service, "env": k.Env, "active": active} {
+			if v != "" {
+				q.Set(name, v)
+			}
+		}
+		var all routes.Page
+		for {
+			if limit > 0 {
+				q.Set("limit", strconv.Itoa(limit))
+			}
+			var p routes.Page
+			if _, err := cf.call(c.Context(), "GET", "/api/v1/routes", q, nil, &p); err != nil {
+				return err
+			}
+			all.Routes = append(all.Routes, p.Routes...)
+			if p.NextCursor == "" || (limit > 0 && len(all.Routes) >= limit) {
+				break
+			}
+			q.Set("cursor", p.NextCursor)
+		}
+		rows := make([][]string, 0, len(all.Routes))
+		for _, r := range all.Routes {
+			rows = append(rows, routeRow(r))
+		}
+		return cf.print(c.OutOrStdout(), all, routeHeader, rows)
+	}}
+	list.Flags().StringVar(&k.Tenant, "tenant", "", "only this tenant")
+	list.Flags().StringVar(&k.Service, "service", "", "only this service")
+	list.Flags().StringVar(&k.Env, "env", "", "only this environment")
+	list.Flags().StringVar(&active, "active", "", "only active (true) or inactive (false) routes")
+	list.Flags().IntVar(&limit, "limit", 0, "at most this many routes (default: all)")
+
+	cmd.AddCommand(create, update, activate, deactivate, get, list)
+	return cmd
+}

@@ -1,0 +1,123 @@
+// Package mutations finds route mutation workflows that did not complete and
+// runs them again, for operators (`trafficmanager mutations failed|retry`).
+package mutations
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/trafficmanager/trafficmanager/workflows"
+)
+
+// Failed is one mutation workflow that closed without completing.
+type Failed struct {
+	WorkflowID string    `json:"workflow_id"`
+	RunID      string    `json:"run_id"`
+	Status     string    `json:"status"`
+	Tenant     string    `json:"tenant"`
+	Action     string    `json:"action"`
+	StartTime  time.Time `json:"start_time"`
+	CloseTime  time.Time `json:"close_time"`
+}
+
+// Query returns the visibility query ListFailed runs; the README shows the
+// same query for `temporal workflow list --query`.
+func Query(since time.Time, tenant string) string {
+	q := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus IN ('Failed', 'TimedOut', 'Terminated', 'Canceled') AND CloseTime > '%s'",
+		workflows.WorkflowType, since.UTC().Format(time.RFC3339))
+	if tenant != "" {
+		q += fmt.Sprintf(" AND TmTenant = '%s'", strings.ReplaceAll(tenant, "'", ""))
+	}
+	return q
+}
+
+// ListFailed lists mutation workflows that failed, timed out, were
+// terminated or canceled since the given time, newest first.
+func ListFailed(ctx context.Context, c client.Client, namespace string, since time.Time, tenant string) ([]Failed, error) {
+	var out []Failed
+	var token []byte
+	for {
+		res, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Namespace: namespace, Query: Query(since, tenant), NextPageToken: token, PageSize: 200,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list failed mutations: %w", err)
+		}
+		for _, e := range res.GetExecutions() {
+			f := Failed{
+				WorkflowID: e.GetExecution().GetWorkflowId(),
+				RunID:      e.GetExecution().GetRunId(),
+				Status:     strings.ToLower(strings.TrimPrefix(e.GetStatus().String(), "WORKFLOW_EXECUTION_STATUS_")),
+				StartTime:  e.GetStartTime().AsTime(),
+				CloseTime:  e.GetCloseTime().AsTime(),
+			}
+			if parts := strings.Split(f.WorkflowID, "/"); len(parts) == 7 {
+				f.Tenant, f.Action = parts[1], parts[5]
+			}
+			out = append(out, f)
+		}
+		if token = res.GetNextPageToken(); len(token) == 0 {
+			return out, nil
+		}
+	}
+}
+
+// ErrNotRetryable says the mutation is running or has completed.
+var ErrNotRetryable = errors.New("mutation is not failed")
+
+// Retry runs a closed, not-completed mutation again by resetting its latest
+// run to the first workflow task: the new run has the same input, hence the
+// same event id, so the commit recognises its own change and every side
+// effect stays idempotent. It returns the new run id.
+func Retry(ctx context.Context, c client.Client, namespace, workflowID, reason string) (string, error) {
+	desc, err := c.DescribeWorkflowExecution(ctx, workflowID, "")
+	if err != nil {
+		return "", fmt.Errorf("describe %s: %w", workflowID, err)
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	switch info.GetStatus() {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		return "", fmt.Errorf("%s is %s: %w", workflowID, strings.ToLower(strings.TrimPrefix(info.GetStatus().String(), "WORKFLOW_EXECUTION_STATUS_")), ErrNotRetryable)
+	}
+	runID := info.GetExecution().GetRunId()
+	first, err := firstWorkflowTaskCompleted(ctx, c, workflowID, runID)
+	if err != nil {
+		return "", err
+	}
+	if reason == "" {
+		reason = "trafficmanager mutations retry"
+	}
+	res, err := c.ResetWorkflowExecution(ctx, &workflowservice.ResetWorkflowExecutionRequest{
+		Namespace:                 namespace,
+		WorkflowExecution:         &commonpb.WorkflowExecution{WorkflowId: workflowID, RunId: runID},
+		Reason:                    reason,
+		WorkflowTaskFinishEventId: first,
+		RequestId:                 workflowID + "/" + runID + "/retry",
+	})
+	if err != nil {
+		return "", fmt.Errorf("reset %s: %w", workflowID, err)
+	}
+	return res.GetRunId(), nil
+}
+
+func firstWorkflowTaskCompleted(ctx context.Context, c client.Client, workflowID, runID string) (int64, error) {
+	it := c.GetWorkflowHistory(ctx, workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return 0, fmt.Errorf("history of %s: %w", workflowID, err)
+		}
+		if ev.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED {
+			return ev.GetEventId(), nil
+		}
+	}
+	return 0, fmt.Errorf("%s never completed a workflow task; start it again with the same Idempotency-Key", workflowID)
+}

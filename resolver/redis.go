@@ -1,0 +1,66 @@
+package resolver
+
+import (
+	"context"
+
+	"go.uber.org/zap"
+
+	"github.com/trafficmanager/trafficmanager/cache"
+	"github.com/trafficmanager/trafficmanager/routes"
+)
+
+// The Redis tier is optional and never required for an answer: every call is
+// bounded by redisTimeout and goes through a circuit breaker, so with Redis
+// down the resolver pays a few timeouts and then none at all until the
+// breaker half-opens and one probe finds Redis back.
+
+func (r *Resolver) redisGet(ctx context.Context, k routes.Key) (cache.Entry, bool) {
+	if r.redis == nil || !r.redisCB.TryAcquirePermit() {
+		return cache.Entry{}, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.redisTimeout)
+	defer cancel()
+	e, ok, err := r.redis.Get(ctx, k)
+	if err != nil {
+		r.redisCB.RecordFailure()
+		r.log.Debug("redis get failed", zap.Stringer("route", k), zap.Error(err))
+		return cache.Entry{}, false
+	}
+	r.redisCB.RecordSuccess()
+	return e, ok
+}
+
+func (r *Resolver) redisFill(ctx context.Context, k routes.Key, e *entry) {
+	if r.redis == nil || !r.redisCB.TryAcquirePermit() {
+		return
+	}
+	ttl := r.negativeTTL
+	if e.kind == kindPositive {
+		ttl = r.positiveTTL
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.redisTimeout)
+	defer cancel()
+	if _, err := r.redis.Fill(ctx, k, e.cacheEntry(), ttl); err != nil {
+		r.redisCB.RecordFailure()
+		r.log.Debug("redis fill failed", zap.Stringer("route", k), zap.Error(err))
+		return
+	}
+	r.redisCB.RecordSuccess()
+}
+
+// redisInvalidate drops k from Redis. A failure is only logged: the write
+// path's workflow also invalidates Redis, durably, and the Redis revision
+// floor plus the L1 tombstone keep an older answer from being served here.
+func (r *Resolver) redisInvalidate(ctx context.Context, k routes.Key, revision int64) {
+	if r.redis == nil || !r.redisCB.TryAcquirePermit() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.redisTimeout)
+	defer cancel()
+	if err := r.redis.Invalidate(ctx, k, revision); err != nil {
+		r.redisCB.RecordFailure()
+		r.log.Warn("redis invalidate failed", zap.Stringer("route", k), zap.Int64("revision", revision), zap.Error(err))
+		return
+	}
+	r.redisCB.RecordSuccess()
+}
