@@ -72,7 +72,7 @@ func Backfill(ctx context.Context, store *Store, brokers []string, topic string,
 
 // offsetRange is the part of one partition to read: [first, end).
 type offsetRange struct {
-	partition   int
+	partition  int
 	first, end int64
 }
 

@@ -1,6 +1,3 @@
-// Package e2e runs the whole write path (and, where wired, the read path)
-// against real servers: a Temporal dev server, Postgres, Redis, kfake and
-// FerretDB, all started through internal/testenv.
 package e2e
 
 import (

@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -49,11 +46,11 @@ Requires TM_DATABASE_URL; TM_REDIS_URL and TM_KAFKA_BROKERS are optional
 				return err
 			}
 			defer pool.Close()
-			var rdb *redis.Client
-			if cfg.RedisURL != "" {
-				if rdb, err = openResolverRedis(cfg); err != nil {
-					return err
-				}
+			rdb, err := openRedis(cfg) // nil when TM_REDIS_URL is unset
+			if err != nil {
+				return err
+			}
+			if rdb != nil {
 				defer func() { _ = rdb.Close() }()
 			}
 			gin.SetMode(gin.ReleaseMode)
@@ -70,6 +67,7 @@ func openResolverPool(ctx context.Context, cfg config.Config) (*pgxpool.Pool, er
 	if err != nil {
 		return nil, fmt.Errorf("TM_DATABASE_URL: %w", err)
 	}
+	pc.ConnConfig.ConnectTimeout = 2 * time.Second
 	if n := int32(cfg.ResolverMaxInflight); pc.MaxConns < n {
 		pc.MaxConns = n
 	}
@@ -80,21 +78,6 @@ func openResolverPool(ctx context.Context, cfg config.Config) (*pgxpool.Pool, er
 	return pool, nil
 }
 
-// openResolverRedis returns a client with short timeouts: Redis is a cache
-// and a slow answer is worth less than going to Postgres.
-func openResolverRedis(cfg config.Config) (*redis.Client, error) {
-	opts, err := redis.ParseURL(cfg.RedisURL)
-	if err != nil {
-		return nil, fmt.Errorf("TM_REDIS_URL: %w", err)
-	}
-	opts.DialTimeout = 250 * time.Millisecond
-	opts.ReadTimeout = 100 * time.Millisecond
-	opts.WriteTimeout = 100 * time.Millisecond
-	opts.PoolTimeout = 100 * time.Millisecond
-	opts.MaxRetries = 1
-	return redis.NewClient(opts), nil
-}
-
 // runResolver builds a resolver over pool (and rdb, nil for none), serves it
 // on cfg.ResolverAddr and consumes cfg.KafkaTopic when cfg.KafkaBrokers is
 // set. It closes ready (when not nil) once the listener accepts requests,
@@ -102,7 +85,7 @@ func openResolverRedis(cfg config.Config) (*redis.Client, error) {
 // turns /readyz to 503, shuts the server down within cfg.ShutdownTimeout,
 // stops the consumer and returns.
 func runResolver(ctx context.Context, cfg config.Config, log *zap.Logger, pool *pgxpool.Pool, rdb *redis.Client, ready chan<- struct{}) error {
-	log = log.With(zap.String("component", "resolver"))
+	log = log.Named("resolver")
 	reg := observability.NewRegistry()
 	store := routes.NewStore(pool)
 	var rc *cache.Redis
@@ -124,15 +107,21 @@ func runResolver(ctx context.Context, cfg config.Config, log *zap.Logger, pool *
 	}
 	defer res.Close()
 
-	ln, err := net.Listen("tcp", cfg.ResolverAddr)
-	if err != nil {
-		return fmt.Errorf("resolver listen on %s (TM_RESOLVER_ADDR): %w", cfg.ResolverAddr, err)
-	}
-	srv := &http.Server{Handler: res.Handler(reg), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+	// The listener comes up first (a taken port fails at once); readiness
+	// waits for the event consumer and warming.
+	listening := make(chan struct{})
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("resolver listening", zap.String("addr", ln.Addr().String()))
+	go func() {
+		serveErr <- listenAndServe(ctx, cfg.ResolverAddr, res.Handler(reg), cfg.ShutdownTimeout, res.SetDraining, listening, log)
+	}()
+	select {
+	case <-listening:
+	case err := <-serveErr:
+		return fmt.Errorf("resolver (TM_RESOLVER_ADDR=%s): %w", cfg.ResolverAddr, err)
+	}
 
+	// The consumer outlives ctx by the server's drain, so it runs on its own
+	// context, stopped once the server is down.
 	consumerCtx, stopConsumer := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopConsumer()
 	consumerDone := make(chan error, 1)
@@ -145,13 +134,10 @@ func runResolver(ctx context.Context, cfg config.Config, log *zap.Logger, pool *
 		case <-subscribed:
 		case <-ctx.Done():
 		case err := <-consumerDone:
-			_ = srv.Close()
-			return fmt.Errorf("route event consumer: %w", err)
-		case err := <-serveErr:
-			return fmt.Errorf("resolver server: %w", err)
+			return fmt.Errorf("route event consumer: %w", err) // only a configuration error ends it early
 		}
 	} else {
-		close(consumerDone)
+		consumerDone <- nil
 		log.Warn("TM_KAFKA_BROKERS is not set: cached answers change only when their TTL ends")
 	}
 
@@ -168,26 +154,11 @@ func runResolver(ctx context.Context, cfg config.Config, log *zap.Logger, pool *
 		}
 	}
 
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case err := <-serveErr:
-		runErr = fmt.Errorf("resolver server: %w", err)
-	}
-
-	res.SetDraining()
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil && runErr == nil {
-		runErr = fmt.Errorf("resolver shutdown: %w", err)
-	}
+	err = <-serveErr // returns once ctx is done and the server has drained
 	stopConsumer()
-	if err := <-consumerDone; err != nil && runErr == nil {
-		runErr = err
-	}
-	if errors.Is(runErr, http.ErrServerClosed) {
-		runErr = nil
+	if cerr := <-consumerDone; err == nil {
+		err = cerr
 	}
 	log.Info("resolver stopped")
-	return runErr
+	return err
 }

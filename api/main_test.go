@@ -1,0 +1,9 @@
+package api_test
+
+import (
+	"testing"
+
+	"github.com/trafficmanager/trafficmanager/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }

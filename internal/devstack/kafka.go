@@ -1,0 +1,37 @@
+package devstack
+
+import (
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// Kafka is an embedded Kafka-protocol broker (kfake). It keeps its log in
+// memory: events do not survive a restart (Postgres and the audit store do).
+type Kafka struct {
+	Brokers []string
+	c       *kfake.Cluster
+}
+
+// StartKafka starts a one-broker cluster on 127.0.0.1:port (0: any port)
+// with topic created with the given number of partitions.
+func StartKafka(port int, topic string, partitions int) (*Kafka, error) {
+	if port != 0 && !portFree(port) {
+		return nil, fmt.Errorf("port %d is taken: stop what listens there or set TM_KAFKA_BROKERS", port)
+	}
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(int32(partitions), topic)}
+	if port != 0 {
+		opts = append(opts, kfake.Ports(port))
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("start embedded kafka: %w", err)
+	}
+	return &Kafka{Brokers: c.ListenAddrs(), c: c}, nil
+}
+
+// Stop closes the broker.
+func (k *Kafka) Stop() error {
+	k.c.Close()
+	return nil
+}

@@ -1,0 +1,325 @@
+// Package testenv gives tests real dependencies through internal/devstack:
+// a fresh Postgres database, Redis, a fresh kfake cluster, a FerretDB
+// database and a Temporal dev server. Shared servers start once per test
+// binary; call Main from TestMain so they stop when the tests end.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/trafficmanager/trafficmanager/internal/devstack"
+	"github.com/trafficmanager/trafficmanager/schema"
+)
+
+// shared servers, started lazily and stopped by Main.
+var (
+	mu      sync.Mutex
+	stops   []func() error
+	tmpDirs []string
+
+	pgOnce sync.Once
+	pgBase string
+	pgErr  error
+
+	redisOnce sync.Once
+	redisURL  string
+	redisErr  error
+
+	mongoOnce sync.Once
+	mongoURI  string
+	mongoErr  error
+
+	temporalOnce sync.Once
+	temporal     *devstack.Temporal
+	temporalErr  error
+)
+
+// Main runs the tests, then stops every shared server they started.
+func Main(m *testing.M) {
+	code := m.Run()
+	mu.Lock()
+	for i := len(stops) - 1; i >= 0; i-- {
+		_ = stops[i]()
+	}
+	for _, d := range tmpDirs {
+		_ = os.RemoveAll(d)
+	}
+	mu.Unlock()
+	os.Exit(code)
+}
+
+func register(stop func() error) {
+	mu.Lock()
+	defer mu.Unlock()
+	stops = append(stops, stop)
+}
+
+func tempDir(prefix string) (string, error) {
+	d, err := os.MkdirTemp("", prefix)
+	if err == nil {
+		mu.Lock()
+		tmpDirs = append(tmpDirs, d)
+		mu.Unlock()
+	}
+	return d, err
+}
+
+// Name returns a unique name valid as a tenant, service or env.
+func Name(t testing.TB, prefix string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name := strings.ToLower(prefix) + "-" + hex.EncodeToString(b)
+	if len(name) > 63 {
+		name = name[len(name)-63:]
+	}
+	return name
+}
+
+func reachable(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// postgresBase returns a DSN of a server where tests may create databases:
+// $TM_TEST_DATABASE_URL, the machine's server on 5432, else a private
+// cluster started once.
+func postgresBase() (string, error) {
+	pgOnce.Do(func() {
+		if v := os.Getenv("TM_TEST_DATABASE_URL"); v != "" {
+			pgBase = v
+			return
+		}
+		if reachable("127.0.0.1:5432") {
+			dsn := "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if c, err := pgx.Connect(ctx, dsn); err == nil {
+				c.Close(ctx)
+				pgBase = dsn
+				return
+			}
+		}
+		dir, err := tempDir("tm-test-pg-")
+		if err != nil {
+			pgErr = err
+			return
+		}
+		port, err := devstack.FreePort()
+		if err != nil {
+			pgErr = err
+			return
+		}
+		pg, err := devstack.StartPostgres(context.Background(), dir+"/data", port, io.Discard)
+		if err != nil {
+			pgErr = err
+			return
+		}
+		register(pg.Stop)
+		pgBase = pg.DSN
+	})
+	return pgBase, pgErr
+}
+
+// PostgresDSN creates a fresh, empty database and returns its DSN; the
+// database is dropped when the test ends.
+func PostgresDSN(t testing.TB) string {
+	t.Helper()
+	base, err := postgresBase()
+	if err != nil {
+		t.Fatalf("postgres for tests: %v", err)
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connect %s: %v", base, err)
+	}
+	defer conn.Close(ctx)
+	name := "tm_" + strings.ReplaceAll(Name(t, "t"), "-", "_")
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), base)
+		if err != nil {
+			return
+		}
+		defer c.Close(context.Background())
+		_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// Postgres returns a pool on a fresh database with the schema migrated.
+func Postgres(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), PostgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := schema.Migrate(context.Background(), pool); err != nil {
+		t.Fatal(err)
+	}
+	return pool
+}
+
+// RedisURL returns $TM_TEST_REDIS_URL, the machine's Redis on 6379, else a
+// private redis-server started once. Tests keep keys apart with unique names.
+func RedisURL(t testing.TB) string {
+	t.Helper()
+	redisOnce.Do(func() {
+		if v := os.Getenv("TM_TEST_REDIS_URL"); v != "" {
+			redisURL = v
+			return
+		}
+		if reachable("127.0.0.1:6379") {
+			c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+			defer c.Close()
+			if c.Ping(context.Background()).Err() == nil {
+				redisURL = "redis://127.0.0.1:6379/0"
+				return
+			}
+		}
+		dir, err := tempDir("tm-test-redis-")
+		if err != nil {
+			redisErr = err
+			return
+		}
+		port, err := devstack.FreePort()
+		if err != nil {
+			redisErr = err
+			return
+		}
+		r, err := devstack.StartRedis(context.Background(), dir, port, io.Discard)
+		if err != nil {
+			redisErr = err
+			return
+		}
+		register(r.Stop)
+		redisURL = r.URL
+	})
+	if redisErr != nil {
+		t.Fatalf("redis for tests: %v", redisErr)
+	}
+	return redisURL
+}
+
+// Redis returns a client on RedisURL.
+func Redis(t testing.TB) *redis.Client {
+	t.Helper()
+	opt, err := redis.ParseURL(RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Kafka starts a fresh embedded broker with topic and returns its address.
+func Kafka(t testing.TB, topic string, partitions int) []string {
+	t.Helper()
+	k, err := devstack.StartKafka(0, topic, partitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k.Stop() })
+	return k.Brokers
+}
+
+// MongoURI returns the address of the FerretDB shared by this test binary.
+func MongoURI(t testing.TB) string {
+	t.Helper()
+	mongoOnce.Do(func() {
+		dir, err := tempDir("tm-test-mongo-")
+		if err != nil {
+			mongoErr = err
+			return
+		}
+		port, err := devstack.FreePort()
+		if err != nil {
+			mongoErr = err
+			return
+		}
+		m, err := devstack.StartMongo(context.Background(), dir, port)
+		if err != nil {
+			mongoErr = err
+			return
+		}
+		register(m.Stop)
+		mongoURI = m.URI
+	})
+	if mongoErr != nil {
+		t.Fatalf("mongodb for tests: %v", mongoErr)
+	}
+	return mongoURI
+}
+
+// Mongo returns a database of its own on the shared FerretDB, dropped at the end.
+func Mongo(t testing.TB) *mongo.Database {
+	t.Helper()
+	c, err := mongo.Connect(options.Client().ApplyURI(MongoURI(t)).SetTimeout(10 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := c.Database(strings.ReplaceAll(Name(t, "audit"), "-", "_"))
+	t.Cleanup(func() {
+		_ = db.Drop(context.Background())
+		_ = c.Disconnect(context.Background())
+	})
+	return db
+}
+
+// Temporal returns the dev server shared by this test binary (headless).
+func Temporal(t testing.TB) *devstack.Temporal {
+	t.Helper()
+	temporalOnce.Do(func() {
+		dir, err := tempDir("tm-test-temporal-")
+		if err != nil {
+			temporalErr = err
+			return
+		}
+		port, err := devstack.FreePort()
+		if err != nil {
+			temporalErr = err
+			return
+		}
+		tmp, err := devstack.StartTemporal(context.Background(), dir, port, 0, io.Discard)
+		if err != nil {
+			temporalErr = fmt.Errorf("%w", err)
+			return
+		}
+		register(tmp.Stop)
+		temporal = tmp
+	})
+	if temporalErr != nil {
+		t.Fatalf("temporal for tests: %v", temporalErr)
+	}
+	return temporal
+}
