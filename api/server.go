@@ -80,6 +80,10 @@ func (s *Server) Handler() http.Handler {
 		WriteError(c, nil, &Error{http.StatusInternalServerError, "internal", "internal error"})
 	}))
 	r.HandleMethodNotAllowed = true
+	// Route on the escaped path so "v%2F1" stays one segment and is then
+	// rejected by validation (400) instead of matching no route (404).
+	r.UseRawPath = true
+	r.UnescapePathValues = true
 	r.NoRoute(func(c *gin.Context) { WriteError(c, nil, &Error{http.StatusNotFound, "not_found", "no such endpoint"}) })
 	r.NoMethod(func(c *gin.Context) {
 		WriteError(c, nil, &Error{http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this endpoint"})

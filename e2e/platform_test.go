@@ -28,6 +28,7 @@ import (
 	"github.com/trafficmanager/trafficmanager/internal/testenv"
 	"github.com/trafficmanager/trafficmanager/observability"
 	"github.com/trafficmanager/trafficmanager/routes"
+	"github.com/trafficmanager/trafficmanager/schema"
 	"github.com/trafficmanager/trafficmanager/worker"
 )
 
@@ -55,6 +56,7 @@ type platformOptions struct {
 	auth       bool    // bearer tokens on; p.admin holds an admin token
 	writeRPS   float64 // per-tenant write limit; 0 = unlimited
 	burst      int
+	dsn        string // a Postgres of the test's own (fault tests); default a fresh database
 }
 
 func startPlatform(t *testing.T, ackTimeout time.Duration) *platform {
@@ -67,11 +69,20 @@ func startPlatformWith(t *testing.T, o platformOptions) *platform {
 	ctx := context.Background()
 	log := zaptest.NewLogger(t)
 	p := &platform{
-		pool:    testenv.Postgres(t),
 		rdb:     testenv.Redis(t),
 		brokers: testenv.Kafka(t, topic, 3),
 		mongo:   testenv.Mongo(t),
 		queue:   testenv.Name(t, "tq"),
+	}
+	if o.dsn == "" {
+		p.pool = testenv.Postgres(t)
+	} else {
+		pool, err := pgxpool.New(ctx, o.dsn)
+		require.NoError(t, err)
+		t.Cleanup(pool.Close)
+		_, err = schema.Migrate(ctx, pool)
+		require.NoError(t, err)
+		p.pool = pool
 	}
 	tmp := testenv.Temporal(t)
 	tc, err := client.DialContext(ctx, client.Options{HostPort: tmp.Address, Namespace: "default", Logger: observability.NewTemporalLogger(log)})
