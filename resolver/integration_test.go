@@ -244,11 +244,15 @@ func TestRedisDownIsServedFromPostgres(t *testing.T) {
 			st := routes.NewStore(testenv.Postgres(t))
 			k := testKey(t, "v1")
 			seed(t, st, routes.ActionCreated, k, "https://v1.example", true)
-			rdb := redis.NewClient(&redis.Options{Addr: c.addr(t), MaxRetries: -1})
+			rdb := redis.NewClient(RedisOptions(&redis.Options{Addr: c.addr(t)}))
 			t.Cleanup(func() { rdb.Close() })
 			in := newInstance(t, Options{Store: st, Redis: cache.NewRedis(rdb, time.Minute)})
 
+			began := time.Now()
 			in.expect(t, k, 200, "miss", "https://v1.example")
+			if d := time.Since(began); d > time.Second {
+				t.Fatalf("a miss with Redis down took %v: Redis calls are not bounded", d)
+			}
 			in.expect(t, k, 200, "hit", "https://v1.example")
 			for i := range 5 { // misses until the breaker opens
 				in.expect(t, testKey(t, fmt.Sprintf("m%d", i)), 404, "miss", "route_not_found")
@@ -256,7 +260,7 @@ func TestRedisDownIsServedFromPostgres(t *testing.T) {
 			if s := in.Resilience().CircuitBreakers["redis"].State; s != "open" {
 				t.Fatalf("redis breaker %s, want open", s)
 			}
-			began := time.Now()
+			began = time.Now()
 			for i := range 20 {
 				in.expect(t, testKey(t, fmt.Sprintf("n%d", i)), 404, "miss", "route_not_found")
 			}

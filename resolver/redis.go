@@ -2,7 +2,9 @@ package resolver
 
 import (
 	"context"
+	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/trafficmanager/trafficmanager/cache"
@@ -13,6 +15,25 @@ import (
 // bounded by redisTimeout and goes through a circuit breaker, so with Redis
 // down the resolver pays a few timeouts and then none at all until the
 // breaker half-opens and one probe finds Redis back.
+
+// RedisOptions returns a copy of o tuned for the read path. go-redis ignores
+// context deadlines unless ContextTimeoutEnabled is set, so without it a
+// Redis that accepts connections and never answers would hold a request for
+// the client's ReadTimeout (seconds by default) instead of the resolver's
+// RedisTimeout. Use it for the client of Options.Redis:
+//
+//	rc := cache.NewRedis(redis.NewClient(resolver.RedisOptions(shared.Options())), ttl)
+func RedisOptions(o *redis.Options) *redis.Options {
+	c := *o
+	c.ContextTimeoutEnabled = true
+	c.DialTimeout = 250 * time.Millisecond
+	c.DialerRetries = 1
+	c.ReadTimeout = 250 * time.Millisecond
+	c.WriteTimeout = 250 * time.Millisecond
+	c.PoolTimeout = 100 * time.Millisecond
+	c.MaxRetries = 1
+	return &c
+}
 
 func (r *Resolver) redisGet(ctx context.Context, k routes.Key) (cache.Entry, bool) {
 	if r.redis == nil || !r.redisCB.TryAcquirePermit() {
