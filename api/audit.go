@@ -117,6 +117,9 @@ func (h *auditHandlers) run(c *gin.Context, paramErr error, tenant string, query
 	}
 	if err == nil {
 		p.Tenants, err = ScopeTenants(c, tenant)
+		if err == nil && p.Tenants == nil && tenant != "" {
+			p.Tenants = []string{tenant} // no token scope: the filter alone
+		}
 	}
 	if err != nil {
 		WriteError(c, h.log, err)

@@ -59,7 +59,7 @@ func emptyStore(t *testing.T) *Store {
 	return store
 }
 
-func TestBackfillRebuildsEveryDocumentAndASecondRunWritesNothing(t *testing.T) {
+func TestAuditBackfillRebuildsEveryDocumentAndASecondRunWritesNothing(t *testing.T) {
 	brokers, topic, evs := publish(t, 50)
 	store := emptyStore(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -87,7 +87,7 @@ func TestBackfillRebuildsEveryDocumentAndASecondRunWritesNothing(t *testing.T) {
 	require.EqualValues(t, 50, n)
 }
 
-func TestBackfillSinceSkipsOlderEvents(t *testing.T) {
+func TestAuditBackfillSinceSkipsOlderEvents(t *testing.T) {
 	brokers, topic, evs := publish(t, 50)
 	store := emptyStore(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -104,7 +104,7 @@ func TestBackfillSinceSkipsOlderEvents(t *testing.T) {
 	require.Equal(t, evs[19].EventID, res.Events[19].EventID, "the oldest one kept is the one at since")
 }
 
-func TestBackfillSkipsUndecodableMessagesAndEndsOnAnEmptyTopic(t *testing.T) {
+func TestAuditBackfillSkipsUndecodableMessagesAndEndsOnAnEmptyTopic(t *testing.T) {
 	topic := testenv.Name(t, "route-events")
 	brokers := testenv.Kafka(t, topic, 2)
 	store := emptyStore(t)
@@ -124,7 +124,7 @@ func TestBackfillSkipsUndecodableMessagesAndEndsOnAnEmptyTopic(t *testing.T) {
 	require.Equal(t, BackfillStats{Read: 2, Skipped: 2}, st)
 }
 
-func TestBackfillOfAMissingTopicFails(t *testing.T) {
+func TestAuditBackfillOfAMissingTopicFails(t *testing.T) {
 	brokers := testenv.Kafka(t, testenv.Name(t, "other"), 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

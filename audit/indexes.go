@@ -29,14 +29,19 @@ var ErrRetentionUnsupported = errors.New("the audit store does not support TTL i
 // or to another value on an existing collection replaces the other variant
 // of the occurred_at index, since MongoDB refuses two indexes on the same
 // key with different options.
+//
+// Indexes are created one per command: FerretDB v1.24 drops the connection
+// when one createIndexes names several indexes that already exist.
 func (s *Store) EnsureIndexes(ctx context.Context, retention time.Duration) error {
 	models := []mongo.IndexModel{
 		{Keys: bson.D{{Key: "event_id", Value: 1}}, Options: options.Index().SetName("event_id_unique").SetUnique(true)},
 		{Keys: bson.D{{Key: "route.tenant", Value: 1}, {Key: "route.service", Value: 1}, {Key: "route.env", Value: 1}, {Key: "route.version", Value: 1}, {Key: "occurred_at", Value: -1}}, Options: options.Index().SetName("route_occurred_at")},
 		{Keys: bson.D{{Key: "action", Value: 1}, {Key: "occurred_at", Value: -1}}, Options: options.Index().SetName("action_occurred_at")},
 	}
-	if _, err := s.coll.Indexes().CreateMany(ctx, models); err != nil {
-		return fmt.Errorf("create audit indexes: %w", err)
+	for _, m := range models {
+		if _, err := s.coll.Indexes().CreateOne(ctx, m); err != nil {
+			return fmt.Errorf("create audit indexes: %w", err)
+		}
 	}
 	return s.ensureOccurredIndex(ctx, retention)
 }
@@ -51,29 +56,45 @@ func (s *Store) ensureOccurredIndex(ctx context.Context, retention time.Duration
 		existing = append(existing, indexInfo{name: sp.Name, occurredOnly: isOccurredKey(sp.KeysDocument), ttl: sp.ExpireAfterSeconds})
 	}
 	want := occurredWanted(retention)
+	err = s.applyOccurredPlan(ctx, existing, want)
+	if err != nil && want.ttl != nil && isNotImplemented(err) {
+		// Nothing was dropped: the server refused the TTL option itself.
+		if perr := s.applyOccurredPlan(ctx, existing, occurredWanted(0)); perr != nil {
+			return perr
+		}
+		return fmt.Errorf("create audit index %s: %w (%v)", want.name, ErrRetentionUnsupported, err)
+	}
+	return err
+}
+
+// applyOccurredPlan creates want and drops what it replaces. It tries the
+// creation first, so that a server refusing want (no TTL support) keeps the
+// index it has; only when the new index conflicts with one to be replaced
+// are the old ones dropped before creating it.
+func (s *Store) applyOccurredPlan(ctx context.Context, existing []indexInfo, want indexInfo) error {
 	drop, create := planOccurredIndex(existing, want)
+	model := mongo.IndexModel{Keys: bson.D{{Key: "occurred_at", Value: -1}}, Options: options.Index().SetName(want.name)}
+	if want.ttl != nil {
+		model.Options.SetExpireAfterSeconds(*want.ttl)
+	}
+	if create {
+		_, err := s.coll.Indexes().CreateOne(ctx, model)
+		switch {
+		case err == nil:
+			create = false
+		case len(drop) == 0 || isNotImplemented(err):
+			return fmt.Errorf("create audit index %s: %w", want.name, err)
+		}
+	}
 	for _, name := range drop {
 		if err := s.coll.Indexes().DropOne(ctx, name); err != nil {
 			return fmt.Errorf("drop audit index %s: %w", name, err)
 		}
 	}
-	if !create {
-		return nil
-	}
-	keys := bson.D{{Key: "occurred_at", Value: -1}}
-	opts := options.Index().SetName(want.name)
-	if want.ttl != nil {
-		opts.SetExpireAfterSeconds(*want.ttl)
-	}
-	_, err = s.coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: keys, Options: opts})
-	if err != nil && want.ttl != nil && isNotImplemented(err) {
-		if _, perr := s.coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: keys, Options: options.Index().SetName(occurredIndex)}); perr != nil {
-			return fmt.Errorf("create audit index %s: %w", occurredIndex, perr)
+	if create {
+		if _, err := s.coll.Indexes().CreateOne(ctx, model); err != nil {
+			return fmt.Errorf("create audit index %s: %w", want.name, err)
 		}
-		return fmt.Errorf("create audit index %s: %w (%v)", want.name, ErrRetentionUnsupported, err)
-	}
-	if err != nil {
-		return fmt.Errorf("create audit index %s: %w", want.name, err)
 	}
 	return nil
 }

@@ -16,7 +16,7 @@ import (
 
 func ttl(n int32) *int32 { return &n }
 
-func TestPlanOccurredIndexReplacesTheOtherVariant(t *testing.T) {
+func TestAuditPlanOccurredIndexReplacesTheOtherVariant(t *testing.T) {
 	plain := indexInfo{name: occurredIndex, occurredOnly: true}
 	day := indexInfo{name: occurredTTLIndex, occurredOnly: true, ttl: ttl(86400)}
 	week := indexInfo{name: occurredTTLIndex, occurredOnly: true, ttl: ttl(7 * 86400)}
@@ -46,7 +46,7 @@ func TestPlanOccurredIndexReplacesTheOtherVariant(t *testing.T) {
 	}
 }
 
-func TestOccurredWantedClampsRetention(t *testing.T) {
+func TestAuditOccurredWantedClampsRetention(t *testing.T) {
 	require.Nil(t, occurredWanted(0).ttl)
 	require.Equal(t, int32(1), *occurredWanted(time.Millisecond).ttl, "never 0, which would expire at once")
 	require.Equal(t, int32(30*86400), *occurredWanted(30 * 24 * time.Hour).ttl)
@@ -64,7 +64,7 @@ func indexNames(t *testing.T, s *Store) map[string]*int32 {
 	return out
 }
 
-func TestEnsureIndexesSwitchesRetentionOnAndOff(t *testing.T) {
+func TestAuditEnsureIndexesSwitchesRetentionOnAndOff(t *testing.T) {
 	store := NewStore(testenv.Mongo(t))
 	ctx := context.Background()
 	require.NoError(t, store.EnsureIndexes(ctx, 0))
@@ -93,7 +93,7 @@ func TestEnsureIndexesSwitchesRetentionOnAndOff(t *testing.T) {
 	require.NotContains(t, names, occurredTTLIndex)
 }
 
-func TestEnsureIndexesReplacesALeftoverVariantOnTheServer(t *testing.T) {
+func TestAuditEnsureIndexesReplacesALeftoverVariantOnTheServer(t *testing.T) {
 	store := NewStore(testenv.Mongo(t))
 	ctx := context.Background()
 	// What an older retention setting left behind (its TTL option aside,

@@ -110,7 +110,7 @@ func walk(t *testing.T, limit int, q func(Page) (Result, error)) []Document {
 	return nil
 }
 
-func TestEveryQueryReturnsItsDocumentsNewestFirstAcrossPages(t *testing.T) {
+func TestAuditEveryQueryReturnsItsDocumentsNewestFirstAcrossPages(t *testing.T) {
 	store, docs := seed(t, 90)
 	ctx := context.Background()
 	route := RouteRef{Tenant: "team-b", Service: "payments", Env: "prod", Version: "v2"}
@@ -148,7 +148,7 @@ func TestEveryQueryReturnsItsDocumentsNewestFirstAcrossPages(t *testing.T) {
 	}
 }
 
-func TestTimeRangeBoundsAreStartInclusiveEndExclusive(t *testing.T) {
+func TestAuditTimeRangeBoundsAreStartInclusiveEndExclusive(t *testing.T) {
 	store, docs := seed(t, 30)
 	ctx := context.Background()
 	d := docs[10]
@@ -164,7 +164,7 @@ func TestTimeRangeBoundsAreStartInclusiveEndExclusive(t *testing.T) {
 	require.Contains(t, ids(res.Events), d.EventID)
 }
 
-func TestDocumentsComeBackAsStoredWithUTCTimes(t *testing.T) {
+func TestAuditDocumentsComeBackAsStoredWithUTCTimes(t *testing.T) {
 	store, docs := seed(t, 5)
 	res, err := store.ByRoute(context.Background(), docs[0].Route, Page{})
 	require.NoError(t, err)
@@ -175,7 +175,7 @@ func TestDocumentsComeBackAsStoredWithUTCTimes(t *testing.T) {
 	require.Equal(t, docs[0], got)
 }
 
-func TestLimitDefaultsToOneHundredAndRejectsOutOfRange(t *testing.T) {
+func TestAuditLimitDefaultsToOneHundredAndRejectsOutOfRange(t *testing.T) {
 	store, _ := seed(t, 130)
 	ctx := context.Background()
 	res, err := store.Recent(ctx, 365, Page{})
@@ -194,7 +194,7 @@ func TestLimitDefaultsToOneHundredAndRejectsOutOfRange(t *testing.T) {
 	}
 }
 
-func TestTenantScopeRestrictsEveryQuery(t *testing.T) {
+func TestAuditTenantScopeRestrictsEveryQuery(t *testing.T) {
 	store, docs := seed(t, 60)
 	ctx := context.Background()
 	scope := []string{"team-a", "team-c"}
@@ -224,7 +224,7 @@ func TestTenantScopeRestrictsEveryQuery(t *testing.T) {
 	require.Empty(t, res.Events, "a scope without tenants matches nothing")
 }
 
-func TestBadArgumentsAreInvalidNotFailures(t *testing.T) {
+func TestAuditBadArgumentsAreInvalidNotFailures(t *testing.T) {
 	store := NewStore(testenv.Mongo(t))
 	ctx := context.Background()
 	okRoute := RouteRef{Tenant: "team-a", Service: "payments", Env: "prod", Version: "v1"}
@@ -261,7 +261,7 @@ func requireInvalid(t *testing.T, err error, field string) {
 	require.Equal(t, field, inv.Field)
 }
 
-func TestCursorRoundTrips(t *testing.T) {
+func TestAuditCursorRoundTrips(t *testing.T) {
 	at := time.Date(2025, 1, 2, 3, 4, 5, 6_000_000, time.UTC)
 	gotAt, gotID, err := DecodeCursor(EncodeCursor(at, "evt-1"))
 	require.NoError(t, err)
@@ -269,7 +269,7 @@ func TestCursorRoundTrips(t *testing.T) {
 	require.Equal(t, "evt-1", gotID)
 }
 
-func TestTenConcurrentInsertsOfOneEventMakeOneDocument(t *testing.T) {
+func TestAuditTenConcurrentInsertsOfOneEventMakeOneDocument(t *testing.T) {
 	store := NewStore(testenv.Mongo(t))
 	ctx := context.Background()
 	require.NoError(t, store.EnsureIndexes(ctx, 0))
@@ -300,7 +300,7 @@ func TestTenConcurrentInsertsOfOneEventMakeOneDocument(t *testing.T) {
 	require.EqualValues(t, 1, n)
 }
 
-func TestQueriesAgainstAnUnreachableServerAreUnavailable(t *testing.T) {
+func TestAuditQueriesAgainstAnUnreachableServerAreUnavailable(t *testing.T) {
 	client, err := mongo.Connect(options.Client().ApplyURI("mongodb://127.0.0.1:1/").SetServerSelectionTimeout(300 * time.Millisecond))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })

@@ -16,23 +16,37 @@ import (
 // down the resolver pays a few timeouts and then none at all until the
 // breaker half-opens and one probe finds Redis back.
 
-// RedisOptions returns a copy of o tuned for the read path. go-redis ignores
-// context deadlines unless ContextTimeoutEnabled is set, so without it a
-// Redis that accepts connections and never answers would hold a request for
-// the client's ReadTimeout (seconds by default) instead of the resolver's
-// RedisTimeout. Use it for the client of Options.Redis:
+// RedisOptions returns options for a read-path client of the same server as
+// o (address, credentials, database, TLS), with the resolver's timeouts.
+// go-redis ignores context deadlines unless ContextTimeoutEnabled is set, so
+// without it a Redis that accepts connections and never answers would hold a
+// request for the client's ReadTimeout (seconds by default) instead of the
+// resolver's RedisTimeout. Per-client state (hooks, push notification
+// handlers) is not copied. Use it for the client behind Options.Redis:
 //
-//	rc := cache.NewRedis(redis.NewClient(resolver.RedisOptions(shared.Options())), ttl)
+//	own := redis.NewClient(resolver.RedisOptions(shared.Options()))
 func RedisOptions(o *redis.Options) *redis.Options {
-	c := *o
-	c.ContextTimeoutEnabled = true
-	c.DialTimeout = 250 * time.Millisecond
-	c.DialerRetries = 1
-	c.ReadTimeout = 250 * time.Millisecond
-	c.WriteTimeout = 250 * time.Millisecond
-	c.PoolTimeout = 100 * time.Millisecond
-	c.MaxRetries = 1
-	return &c
+	return &redis.Options{
+		Network:                    o.Network,
+		Addr:                       o.Addr,
+		Dialer:                     o.Dialer,
+		ClientName:                 o.ClientName,
+		Protocol:                   o.Protocol,
+		Username:                   o.Username,
+		Password:                   o.Password,
+		CredentialsProvider:        o.CredentialsProvider,
+		CredentialsProviderContext: o.CredentialsProviderContext,
+		DB:                         o.DB,
+		TLSConfig:                  o.TLSConfig,
+
+		ContextTimeoutEnabled: true,
+		DialTimeout:           250 * time.Millisecond,
+		DialerRetries:         1,
+		ReadTimeout:           250 * time.Millisecond,
+		WriteTimeout:          250 * time.Millisecond,
+		PoolTimeout:           100 * time.Millisecond,
+		MaxRetries:            1,
+	}
 }
 
 func (r *Resolver) redisGet(ctx context.Context, k routes.Key) (cache.Entry, bool) {

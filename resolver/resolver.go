@@ -51,6 +51,9 @@ var _ interface {
 // Postgres cannot give it (down, circuit open, or too many lookups in flight).
 var ErrUnavailable = errors.New("route source unavailable")
 
+// errRejected is the ErrUnavailable of a lookup refused by the bulkhead.
+var errRejected = fmt.Errorf("%w: too many route lookups in flight", ErrUnavailable)
+
 // Defaults for zero Options fields.
 const (
 	DefaultL1Entries    = 100_000
@@ -332,6 +335,9 @@ func (r *Resolver) slow(ctx context.Context, key string, k routes.Key) (Answer, 
 		r.m.Stale.Inc()
 		return old.answer(SourceStale), nil
 	}
+	if errors.Is(res.Err, errRejected) {
+		r.m.Rejected.Inc()
+	}
 	return Answer{}, res.Err
 }
 
@@ -358,8 +364,7 @@ func (r *Resolver) fetch(ctx context.Context, key string, k routes.Key) (flight,
 // query reads k from Postgres inside the bulkhead and the circuit breaker.
 func (r *Resolver) query(ctx context.Context, k routes.Key) (*entry, error) {
 	if err := r.bulkhead.AcquirePermitWithMaxWait(ctx, r.inflightWait); err != nil {
-		r.m.Rejected.Inc()
-		return nil, fmt.Errorf("%w: too many route lookups in flight", ErrUnavailable)
+		return nil, errRejected
 	}
 	defer r.bulkhead.ReleasePermit()
 	r.inflight.Add(1)

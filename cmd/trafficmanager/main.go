@@ -41,6 +41,8 @@ func newRootCmd() *cobra.Command {
 		newMutationsCmd(),
 		newTokensCmd(),
 		newDevCmd(),
+		newResolverCmd(),
+		newAuditCmd(),
 	)
 	return root
 }

@@ -78,7 +78,8 @@ func openResolverPool(ctx context.Context, cfg config.Config) (*pgxpool.Pool, er
 	return pool, nil
 }
 
-// runResolver builds a resolver over pool (and rdb, nil for none), serves it
+// runResolver builds a resolver over pool (and rdb's Redis, nil for none; the
+// resolver opens its own client there with read-path timeouts), serves it
 // on cfg.ResolverAddr and consumes cfg.KafkaTopic when cfg.KafkaBrokers is
 // set. It closes ready (when not nil) once the listener accepts requests,
 // the event consumer is subscribed and warming is done. When ctx ends it
@@ -90,7 +91,11 @@ func runResolver(ctx context.Context, cfg config.Config, log *zap.Logger, pool *
 	store := routes.NewStore(pool)
 	var rc *cache.Redis
 	if rdb != nil {
-		rc = cache.NewRedis(rdb, cfg.CacheTTL)
+		// A client of its own: the read path needs context deadlines honored
+		// and timeouts of milliseconds, not the shared client's.
+		own := redis.NewClient(resolver.RedisOptions(rdb.Options()))
+		defer func() { _ = own.Close() }()
+		rc = cache.NewRedis(own, cfg.CacheTTL)
 	}
 	res, err := resolver.New(resolver.Options{
 		Store:       store,

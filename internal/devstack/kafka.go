@@ -14,10 +14,15 @@ type Kafka struct {
 }
 
 // StartKafka starts a one-broker cluster on 127.0.0.1:port (0: any port)
-// with topic created with the given number of partitions.
+// with topic created with the given number of partitions (at least 1).
 func StartKafka(port int, topic string, partitions int) (*Kafka, error) {
-	if port != 0 && !portFree(port) {
-		return nil, fmt.Errorf("port %d is taken: stop what listens there or set TM_KAFKA_BROKERS", port)
+	if port != 0 {
+		if err := checkPort(port, "embedded Kafka", "TM_KAFKA_BROKERS"); err != nil {
+			return nil, err
+		}
+	}
+	if partitions < 1 {
+		partitions = 1
 	}
 	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(int32(partitions), topic)}
 	if port != 0 {
@@ -25,7 +30,7 @@ func StartKafka(port int, topic string, partitions int) (*Kafka, error) {
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("start embedded kafka: %w", err)
+		return nil, fmt.Errorf("embedded Kafka (kfake) did not start: %w (set TM_KAFKA_BROKERS to use a running broker)", err)
 	}
 	return &Kafka{Brokers: c.ListenAddrs(), c: c}, nil
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
@@ -12,31 +14,41 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
-// Mongo is an embedded MongoDB-wire store: FerretDB on SQLite files.
+// Mongo is an embedded MongoDB-wire store: FerretDB v1 on SQLite files,
+// served from a goroutine of this process.
 type Mongo struct {
-	URI    string // mongodb://127.0.0.1:PORT/
-	cancel context.CancelFunc
-	done   chan struct{}
+	URI      string // mongodb://127.0.0.1:PORT/
+	cancel   context.CancelFunc
+	done     chan struct{}
+	stopOnce sync.Once
 }
 
-// StartMongo serves FerretDB on 127.0.0.1:port with its SQLite files in dataDir.
+// MongoLogger is the logger FerretDB gets: it logs every connection at INFO,
+// so only warnings and errors are kept (on stderr).
+var MongoLogger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+// StartMongo serves FerretDB on 127.0.0.1:port with its SQLite files in
+// dataDir (data survives restarts) and returns once a ping succeeds.
 func StartMongo(ctx context.Context, dataDir string, port int) (*Mongo, error) {
-	if !portFree(port) {
-		return nil, fmt.Errorf("port %d is taken: stop what listens there or set TM_MONGO_URI", port)
-	}
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+	if err := checkPort(port, "embedded MongoDB (FerretDB)", "TM_MONGO_URI"); err != nil {
 		return nil, err
 	}
+	dataDir, err := filepath.Abs(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create FerretDB data directory: %w", err)
+	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: addr},
 		Handler:   "sqlite",
 		SQLiteURL: "file:" + dataDir + "/",
-		Logger:    quiet,
+		Logger:    MongoLogger,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("embedded mongodb: %w", err)
+		return nil, fmt.Errorf("embedded MongoDB (FerretDB) on %s did not start: %w (set TM_MONGO_URI to use a running server)", addr, err)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	m := &Mongo{URI: "mongodb://" + addr + "/", cancel: cancel, done: make(chan struct{})}
@@ -50,20 +62,29 @@ func StartMongo(ctx context.Context, dataDir string, port int) (*Mongo, error) {
 		return nil, err
 	}
 	defer client.Disconnect(context.Background()) //nolint:errcheck
-	err = waitFor(ctx, nil, 20*time.Second, func(ctx context.Context) error { return client.Ping(ctx, nil) })
+	err = waitFor(ctx, nil, 20*time.Second, func(ctx context.Context) error {
+		select {
+		case <-m.done:
+			return fmt.Errorf("FerretDB stopped")
+		default:
+		}
+		return client.Ping(ctx, nil)
+	})
 	if err != nil {
 		_ = m.Stop()
-		return nil, fmt.Errorf("embedded mongodb not ready: %w", err)
+		return nil, fmt.Errorf("embedded MongoDB (FerretDB) in %s: %w", dataDir, err)
 	}
 	return m, nil
 }
 
-// Stop stops serving and waits for FerretDB to close its files.
+// Stop stops serving and waits (up to 10 s) for FerretDB to close its
+// connections and SQLite files. It is safe to call more than once.
 func (m *Mongo) Stop() error {
-	m.cancel()
+	m.stopOnce.Do(m.cancel)
 	select {
 	case <-m.done:
+		return nil
 	case <-time.After(10 * time.Second):
+		return fmt.Errorf("embedded MongoDB (FerretDB) did not stop within 10s")
 	}
-	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -19,33 +20,41 @@ type Redis struct {
 }
 
 // StartRedis starts redis-server on 127.0.0.1:port with an append-only file
-// in dataDir, so cached data survives a restart like everything else.
+// in dataDir, so data survives a restart, and returns once it answers PING.
 func StartRedis(ctx context.Context, dataDir string, port int, log io.Writer) (*Redis, error) {
-	if !portFree(port) {
-		return nil, fmt.Errorf("port %d is taken: stop what listens there or set TM_REDIS_URL", port)
-	}
-	bin, err := lookBin("redis-server", "/usr/bin", "/usr/local/bin")
-	if err != nil {
-		return nil, fmt.Errorf("redis-server not found: run `go tool task setup` (apt-get install redis-server) or set TM_REDIS_URL")
-	}
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+	if err := checkPort(port, "Redis", "TM_REDIS_URL"); err != nil {
 		return nil, err
 	}
-	c, err := startChild("redis", log, nil, bin,
+	bin, err := lookBin("redis-server", "/usr/bin", "/usr/local/bin", "/usr/sbin")
+	if err != nil {
+		return nil, fmt.Errorf("redis-server not found: run `go tool task setup` (apt-get install redis-server) or set TM_REDIS_URL to use a running server")
+	}
+	if dataDir, err = filepath.Abs(dataDir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create Redis data directory: %w", err)
+	}
+	c, err := startChild("redis-server", log, nil, bin,
 		"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dataDir,
-		"--appendonly", "yes", "--save", "", "--daemonize", "no", "--protected-mode", "yes")
+		"--appendonly", "yes", "--save", "", "--daemonize", "no",
+		"--protected-mode", "yes")
 	if err != nil {
 		return nil, err
 	}
 	r := &Redis{URL: fmt.Sprintf("redis://127.0.0.1:%d/0", port), c: c}
-	client := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
+	client := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), MaxRetries: -1})
 	defer client.Close()
 	if err := waitFor(ctx, c, 15*time.Second, func(ctx context.Context) error { return client.Ping(ctx).Err() }); err != nil {
 		_ = r.Stop()
-		return nil, err
+		return nil, fmt.Errorf("Redis in %s: %w", dataDir, err)
 	}
 	return r, nil
 }
 
-// Stop shuts redis down.
-func (r *Redis) Stop() error { return r.c.stop(syscall.SIGTERM, 10*time.Second) }
+// Stop shuts redis down (SIGTERM: it flushes the append-only file), killing
+// it after 10 s.
+func (r *Redis) Stop() error {
+	r.c.stop(syscall.SIGTERM, false, 10*time.Second)
+	return nil
+}

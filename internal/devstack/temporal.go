@@ -2,12 +2,14 @@ package devstack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,21 +40,29 @@ type Temporal struct {
 	c         *child
 }
 
-// TemporalBinary finds the temporal CLI on PATH or in $(go env GOPATH)/bin.
+// TemporalBinary finds the temporal CLI: on PATH, else in $(go env GOPATH)/bin
+// (where `go tool task setup` installs it).
 func TemporalBinary() (string, error) {
-	dirs := []string{}
+	if p, err := exec.LookPath("temporal"); err == nil {
+		return p, nil
+	}
+	var dirs []string
 	if gp := os.Getenv("GOPATH"); gp != "" {
-		dirs = append(dirs, filepath.Join(gp, "bin"))
+		for _, d := range filepath.SplitList(gp) {
+			dirs = append(dirs, filepath.Join(d, "bin"))
+		}
 	}
 	if home, err := os.UserHomeDir(); err == nil {
 		dirs = append(dirs, filepath.Join(home, "go", "bin"))
 	}
-	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil && len(out) > 1 {
-		dirs = append(dirs, filepath.Join(string(out[:len(out)-1]), "bin"))
+	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		for _, d := range filepath.SplitList(strings.TrimSpace(string(out))) {
+			dirs = append(dirs, filepath.Join(d, "bin"))
+		}
 	}
 	p, err := lookBin("temporal", dirs...)
 	if err != nil {
-		return "", fmt.Errorf("temporal CLI not found: run `go tool task setup` (go install github.com/temporalio/cli/cmd/temporal@v1.5.1) or set TM_TEMPORAL_ADDRESS")
+		return "", errors.New("temporal CLI not found: run `go tool task setup` (go install github.com/temporalio/cli/cmd/temporal@v1.5.1) or set TM_TEMPORAL_ADDRESS to use a running server")
 	}
 	return p, nil
 }
@@ -60,18 +70,23 @@ func TemporalBinary() (string, error) {
 // StartTemporal starts a dev server on 127.0.0.1:port with its SQLite file
 // in dataDir, the UI on uiPort (0: headless) and the Tm* search attributes.
 func StartTemporal(ctx context.Context, dataDir string, port, uiPort int, log io.Writer) (*Temporal, error) {
-	if !portFree(port) {
-		return nil, fmt.Errorf("port %d is taken (another Temporal server?): stop it or set TM_TEMPORAL_ADDRESS", port)
+	if err := checkPort(port, "Temporal dev server", "TM_TEMPORAL_ADDRESS"); err != nil {
+		return nil, err
 	}
-	if uiPort != 0 && !portFree(uiPort) {
-		return nil, fmt.Errorf("Temporal UI port %d is taken: stop what listens there or pass --ui-port", uiPort)
+	if uiPort != 0 {
+		if err := checkPort(uiPort, "Temporal UI", "TM_TEMPORAL_ADDRESS"); err != nil {
+			return nil, err
+		}
 	}
 	bin, err := TemporalBinary()
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+	if dataDir, err = filepath.Abs(dataDir); err != nil {
 		return nil, err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create Temporal data directory: %w", err)
 	}
 	httpPort, err := FreePort()
 	if err != nil {
@@ -128,13 +143,17 @@ func StartTemporal(ctx context.Context, dataDir string, port, uiPort int, log io
 	})
 	if err != nil {
 		_ = t.Stop()
-		return nil, err
+		return nil, fmt.Errorf("Temporal dev server (%s): %w", bin, err)
 	}
 	return t, nil
 }
 
-// Stop stops the server and its UI.
-func (t *Temporal) Stop() error { return t.c.stop(syscall.SIGTERM, 10*time.Second) }
+// Stop stops the server and its UI: SIGTERM to its process group, then SIGKILL after 10 s; nothing it
+// started is left running.
+func (t *Temporal) Stop() error {
+	t.c.stop(syscall.SIGTERM, false, 10*time.Second)
+	return nil
+}
 
 type nopLogger struct{}
 

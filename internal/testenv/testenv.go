@@ -1,14 +1,25 @@
 // Package testenv gives tests real dependencies through internal/devstack:
 // a fresh Postgres database, Redis, a fresh kfake cluster, a FerretDB
-// database and a Temporal dev server. Shared servers start once per test
-// binary; call Main from TestMain so they stop when the tests end.
+// database and a Temporal dev server. Every helper is safe to call from
+// parallel tests. Shared servers start lazily, once per test binary; call
+// Main from TestMain so they stop when the tests end:
+//
+//	func TestMain(m *testing.M) { testenv.Main(m) }
+//
+// Without Main the child processes still die with the test binary (devstack
+// sets a parent-death signal), but their temporary directories stay behind.
+//
+// Where a machine already runs PostgreSQL on 5432 or Redis on 6379 (or
+// TM_TEST_DATABASE_URL / TM_TEST_REDIS_URL are set), tests use that server;
+// otherwise devstack starts private ones (TM_TEST_PRIVATE_SERVERS=1 forces
+// private ones even then). Kafka (kfake), MongoDB (FerretDB)
+// and Temporal (dev server) are always private.
 package testenv
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"io"
 	"net"
 	"net/url"
@@ -81,15 +92,41 @@ func tempDir(prefix string) (string, error) {
 	return d, err
 }
 
-// Name returns a unique name valid as a tenant, service or env.
+// Name returns a unique name valid as a tenant, service or env (lowercase
+// letters, digits and '-', at most 63 chars, starting and ending with a
+// letter or digit): the prefix, sanitized and cut to 54 chars, then '-' and
+// 8 random hex digits.
 func Name(t testing.TB, prefix string) string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := strings.ToLower(prefix) + "-" + hex.EncodeToString(b)
-	if len(name) > 63 {
-		name = name[len(name)-63:]
+	var b strings.Builder
+	for _, r := range strings.ToLower(prefix) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
 	}
-	return name
+	p := b.String()
+	if len(p) > 54 {
+		p = p[:54]
+	}
+	p = strings.Trim(p, "-")
+	if p == "" {
+		p = "t"
+	}
+	rnd := make([]byte, 4)
+	if _, err := rand.Read(rnd); err != nil {
+		t.Fatal(err)
+	}
+	return p + "-" + hex.EncodeToString(rnd)
+}
+
+// forcePrivate reports whether TM_TEST_PRIVATE_SERVERS asks for private
+// servers even where the machine runs its own PostgreSQL or Redis (what a
+// clean CI machine does).
+func forcePrivate() bool {
+	v := os.Getenv("TM_TEST_PRIVATE_SERVERS")
+	return v != "" && v != "0" && v != "false"
 }
 
 func reachable(addr string) bool {
@@ -110,7 +147,7 @@ func postgresBase() (string, error) {
 			pgBase = v
 			return
 		}
-		if reachable("127.0.0.1:5432") {
+		if !forcePrivate() && reachable("127.0.0.1:5432") {
 			dsn := "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -149,23 +186,29 @@ func PostgresDSN(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("postgres for tests: %v", err)
 	}
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	conn, err := pgx.Connect(ctx, base)
 	if err != nil {
-		t.Fatalf("connect %s: %v", base, err)
+		t.Fatalf("postgres for tests: connect %s: %v", base, err)
 	}
 	defer conn.Close(ctx)
 	name := "tm_" + strings.ReplaceAll(Name(t, "t"), "-", "_")
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create database: %v", err)
+		t.Fatalf("postgres for tests: create database %s: %v", name, err)
 	}
 	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), base)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, base)
 		if err != nil {
+			t.Logf("drop database %s: %v", name, err)
 			return
 		}
-		defer c.Close(context.Background())
-		_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Logf("drop database %s: %v", name, err)
+		}
 	})
 	u, err := url.Parse(base)
 	if err != nil {
@@ -198,7 +241,7 @@ func RedisURL(t testing.TB) string {
 			redisURL = v
 			return
 		}
-		if reachable("127.0.0.1:6379") {
+		if !forcePrivate() && reachable("127.0.0.1:6379") {
 			c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 			defer c.Close()
 			if c.Ping(context.Background()).Err() == nil {
@@ -312,7 +355,7 @@ func Temporal(t testing.TB) *devstack.Temporal {
 		}
 		tmp, err := devstack.StartTemporal(context.Background(), dir, port, 0, io.Discard)
 		if err != nil {
-			temporalErr = fmt.Errorf("%w", err)
+			temporalErr = err
 			return
 		}
 		register(tmp.Stop)

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// platform is a `trafficmanager dev` child on free ports.
+type platform struct {
+	cmd                     *exec.Cmd
+	dir                     string
+	api, resolver, temporal string
+	startup                 time.Duration
+	done                    chan struct{}
+}
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func numCPU() int { return runtime.NumCPU() }
+
+func startPlatform(ctx context.Context, bin string) (*platform, error) {
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("%s not found: run `go tool task build` first", bin)
+	}
+	dir, err := os.MkdirTemp("", "tm-bench-")
+	if err != nil {
+		return nil, err
+	}
+	p := &platform{dir: dir, api: freeAddr(), resolver: freeAddr(), done: make(chan struct{})}
+	_, tport, _ := net.SplitHostPort(freeAddr())
+	p.temporal = "127.0.0.1:" + tport
+	cmd := exec.Command(bin, "dev", "--temporal-port", tport, "--ui-port", "0")
+	cmd.Env = append(os.Environ(),
+		"TM_DEV_DATA_DIR="+dir, "TM_API_ADDR="+p.api, "TM_RESOLVER_ADDR="+p.resolver, "TM_WORKER_ADDR="+freeAddr(),
+		"TM_LOG_LEVEL=error", "TM_TENANT_WRITE_RPS=100000", "TM_TENANT_WRITE_BURST=100000")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = os.Stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p.cmd = cmd
+	ready := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		found := false
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Println("  dev |", line)
+			if !found && strings.Contains(line, "ready") {
+				found = true
+				ready <- nil
+			}
+		}
+		if !found {
+			ready <- errors.New("trafficmanager dev exited before ready")
+		}
+		_ = cmd.Wait()
+		close(p.done)
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			p.stop()
+			return nil, err
+		}
+	case <-time.After(3 * time.Minute):
+		p.stop()
+		return nil, errors.New("trafficmanager dev not ready within 3 minutes")
+	case <-ctx.Done():
+		p.stop()
+		return nil, ctx.Err()
+	}
+	p.startup = time.Since(start)
+	return p, nil
+}
+
+func (p *platform) stop() {
+	if p.cmd != nil && p.cmd.Process != nil {
+		_ = p.cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-p.done:
+		case <-time.After(30 * time.Second):
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		}
+	}
+	_ = os.RemoveAll(p.dir)
+}
+
+// serveBare is the baseline: a bare net/http handler with the resolver's
+// path shape returning a constant body.
+func serveBare(addr string) {
+	body := []byte(`{"url":"https://payments.example/v2"}`)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/resolve/{tenant}/{service}/{env}/{version}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	})
+	srv := &http.Server{Addr: addr, Handler: mux}
+	_ = srv.ListenAndServe()
+}
+
+// startBare runs the baseline server as its own process (this binary).
+func startBare() (string, func(), error) {
+	addr := freeAddr()
+	self, err := os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command(self, "-bare-addr", addr)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr, stop, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	return "", nil, errors.New("bare server did not start")
+}

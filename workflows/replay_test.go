@@ -1,0 +1,27 @@
+package workflows_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/trafficmanager/trafficmanager/workflows"
+)
+
+// Histories recorded from a dev server run (temporal workflow show -o json).
+// A code change that breaks determinism of RouteMutation fails here: bump
+// the workflow with workflow.GetVersion instead.
+func TestRouteMutationReplaysRecordedHistories(t *testing.T) {
+	for _, file := range []string{
+		"testdata/deactivate_history.json", // commit, then invalidate/publish/audit in parallel
+		"testdata/rejected_history.json",   // commit rejected: route not found
+	} {
+		t.Run(file, func(t *testing.T) {
+			r := worker.NewWorkflowReplayer()
+			r.RegisterWorkflowWithOptions(workflows.RouteMutation, workflow.RegisterOptions{Name: workflows.WorkflowType})
+			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, file))
+		})
+	}
+}
