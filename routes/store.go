@@ -34,60 +34,55 @@ func scanRoute(row pgx.Row) (Route, error) {
 	return r, err
 }
 
-// Apply runs m in one transaction: it creates the tenant, service and
-// environment when needed (create only), locks the route row and applies the
-// change, bumping the revision. An already-applied change returns
+// Apply applies m atomically: it creates the tenant, service and
+// environment when needed (create only), locks the route row and applies
+// the change, bumping the revision. An already-applied change returns
 // Changed=false and writes nothing.
 func (s *Store) Apply(ctx context.Context, m Mutation) (Result, error) {
 	if err := m.Validate(); err != nil {
 		return Result{}, err
 	}
 	var res Result
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		if m.Action == ActionCreated {
-			res, err = create(ctx, tx, m)
-		} else {
+	var err error
+	if m.Action == ActionCreated {
+		res, err = s.create(ctx, m)
+	} else {
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			res, err = change(ctx, tx, m)
-		}
-		return err
-	})
+			return err
+		})
+	}
 	if err != nil {
 		return Result{}, fmt.Errorf("%s route %s: %w", m.Action, m.Key, translate(err))
 	}
 	return res, nil
 }
 
-func create(ctx context.Context, tx pgx.Tx, m Mutation) (Result, error) {
-	tenantID, err := getOrCreate(ctx, tx,
-		`SELECT id FROM tenants WHERE name = $1`,
-		`INSERT INTO tenants (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id`,
-		m.Key.Tenant)
-	if err != nil {
-		return Result{}, fmt.Errorf("tenant: %w", err)
-	}
-	serviceID, err := getOrCreate(ctx, tx,
-		`SELECT id FROM services WHERE service_name = $1 AND tenant_id = $2`,
-		`INSERT INTO services (service_name, tenant_id) VALUES ($1, $2) ON CONFLICT (tenant_id, service_name) DO NOTHING RETURNING id`,
-		m.Key.Service, tenantID)
-	if err != nil {
-		return Result{}, fmt.Errorf("service: %w", err)
-	}
-	envID, err := getOrCreate(ctx, tx,
-		`SELECT id FROM environments WHERE env_name = $1 AND service_id = $2`,
-		`INSERT INTO environments (env_name, service_id) VALUES ($1, $2) ON CONFLICT (service_id, env_name) DO NOTHING RETURNING id`,
-		m.Key.Env, serviceID)
-	if err != nil {
-		return Result{}, fmt.Errorf("environment: %w", err)
-	}
+// createSQL creates the route and any missing parent in one statement: one
+// round trip and one commit on the write path's hot spot. The parents'
+// "DO UPDATE" is a no-op write that makes RETURNING yield an existing id
+// and locks the parent row until commit, so concurrent creators of one
+// tenant serialize instead of racing.
+const createSQL = `
+WITH t AS (
+	INSERT INTO tenants (name) VALUES ($1)
+	ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id
+), s AS (
+	INSERT INTO services (tenant_id, service_name) SELECT id, $2 FROM t
+	ON CONFLICT (tenant_id, service_name) DO UPDATE SET service_name = EXCLUDED.service_name RETURNING id
+), en AS (
+	INSERT INTO environments (service_id, env_name) SELECT id, $3 FROM s
+	ON CONFLICT (service_id, env_name) DO UPDATE SET env_name = EXCLUDED.env_name RETURNING id
+)
+INSERT INTO endpoints (environment_id, version, url, is_active, last_event_id)
+SELECT id, $4, $5, $6, $7 FROM en
+ON CONFLICT (environment_id, version) DO NOTHING
+RETURNING url, is_active, revision, created_at, updated_at`
+
+func (s *Store) create(ctx context.Context, m Mutation) (Result, error) {
 	r := Route{Tenant: m.Key.Tenant, Service: m.Key.Service, Env: m.Key.Env, Version: m.Key.Version}
-	err = tx.QueryRow(ctx, `
-		INSERT INTO endpoints (environment_id, version, url, is_active, last_event_id)
-		VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (environment_id, version) DO NOTHING
-		RETURNING url, is_active, revision, created_at, updated_at`,
-		envID, m.Key.Version, m.URL, m.Active, m.EventID,
-	).Scan(&r.URL, &r.IsActive, &r.Revision, &r.CreatedAt, &r.UpdatedAt)
+	err := s.pool.QueryRow(ctx, createSQL, m.Key.Tenant, m.Key.Service, m.Key.Env, m.Key.Version, m.URL, m.Active, m.EventID).
+		Scan(&r.URL, &r.IsActive, &r.Revision, &r.CreatedAt, &r.UpdatedAt)
 	if err == nil {
 		return Result{Route: r, Changed: true}, nil
 	}
@@ -95,41 +90,22 @@ func create(ctx context.Context, tx pgx.Tx, m Mutation) (Result, error) {
 		return Result{}, err
 	}
 	// The route exists: creating it again is a no-op when the URL matches.
-	existing, last, err := lockRoute(ctx, tx, m.Key)
-	if err != nil {
-		return Result{}, err
-	}
-	if last.replays(m) {
-		return last.result(existing), nil
-	}
-	if existing.URL != m.URL {
-		return Result{}, conflictf("exists with another url")
-	}
-	return Result{Route: existing, PreviousURL: existing.URL, PreviousState: State(existing.IsActive)}, nil
-}
-
-// getOrCreate returns the id of a row, inserting it when missing. Under
-// concurrency the insert may lose the race (DO NOTHING returns no row); the
-// second select, a new statement, then sees the winner's committed row.
-func getOrCreate(ctx context.Context, tx pgx.Tx, selectSQL, insertSQL string, args ...any) (int64, error) {
-	var id int64
-	for attempt := 0; attempt < 3; attempt++ {
-		err := tx.QueryRow(ctx, selectSQL, args...).Scan(&id)
-		if err == nil {
-			return id, nil
+	var res Result
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		existing, last, err := lockRoute(ctx, tx, m.Key)
+		switch {
+		case err != nil:
+			return err
+		case last.replays(m):
+			res = last.result(existing)
+		case existing.URL != m.URL:
+			return conflictf("exists with another url")
+		default:
+			res = Result{Route: existing, PreviousURL: existing.URL, PreviousState: State(existing.IsActive)}
 		}
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return 0, err
-		}
-		err = tx.QueryRow(ctx, insertSQL, args...).Scan(&id)
-		if err == nil {
-			return id, nil
-		}
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return 0, err
-		}
-	}
-	return 0, errors.New("row vanished while being created")
+		return nil
+	})
+	return res, err
 }
 
 // lastChange is what the row remembers of the change that made it.

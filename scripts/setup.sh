@@ -1,43 +1,60 @@
 #!/usr/bin/env bash
-# Installs what the platform and its tests need when it is missing, and
-# nothing else: the postgresql and redis-server Debian packages (not started
-# as services: dev and the tests start private instances when needed) and
-# the Temporal CLI. Safe to run again.
+# Installs what `trafficmanager dev` and the tests need when it is missing,
+# and nothing else:
+#   - the Debian packages postgresql and redis-server (server binaries only:
+#     no system service is started; dev and the tests start private
+#     instances when the machine runs none),
+#   - the Temporal CLI v1.5.1 (`temporal server start-dev`).
+# Idempotent: a second run installs nothing and says "setup: ok".
 set -euo pipefail
 
-sudo_if_needed() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
-    echo "setup: need root (or sudo) to run: $*" >&2; exit 1; fi
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    echo "setup: need root (or sudo) to run: $*" >&2
+    exit 1
+  fi
 }
 
 have_pg_server() {
-  command -v initdb >/dev/null 2>&1 && return 0
-  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1
+  if command -v initdb >/dev/null 2>&1 && command -v postgres >/dev/null 2>&1; then
+    return 0
+  fi
+  local d
+  for d in /usr/lib/postgresql/*/bin; do
+    [ -x "$d/initdb" ] && [ -x "$d/postgres" ] && return 0
+  done
+  return 1
 }
 
 missing=()
 have_pg_server || missing+=(postgresql)
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
-command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
-    echo "setup: please install ${missing[*]} (no apt-get on this machine)" >&2
+    echo "setup: install ${missing[*]} with your package manager (no apt-get here), or set TM_DATABASE_URL / TM_REDIS_URL" >&2
     exit 1
   fi
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  sudo_if_needed apt-get update -qq
-  # policy-rc.d keeps the packages from starting system services.
-  sudo_if_needed sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
-  sudo_if_needed apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  sudo_if_needed rm -f /usr/sbin/policy-rc.d
+  # A policy-rc.d answering 101 keeps the packages' postinst scripts from
+  # starting system services. An existing one is left as it is.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod 755 $policy"
+    trap 'as_root rm -f "$policy"' EXIT
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 gobin="$(go env GOPATH)/bin"
 if ! command -v temporal >/dev/null 2>&1 && [ ! -x "$gobin/temporal" ]; then
-  echo "setup: installing the Temporal CLI v1.5.1 into $gobin (takes a few minutes the first time)"
+  echo "setup: installing the Temporal CLI v1.5.1 into $gobin (a few minutes the first time)"
   go install github.com/temporalio/cli/cmd/temporal@v1.5.1
 fi
 echo "setup: ok"
