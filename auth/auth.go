@@ -58,16 +58,26 @@ func (p *Principal) Allows(tenant string, write bool) bool {
 		return true
 	case RoleWriter:
 		return slices.Contains(p.TenantList, tenant)
-	case RoleReader, RoleResolver:
+	case RoleReader:
 		return !write && slices.Contains(p.TenantList, tenant)
 	}
-	return false
+	return false // a resolver token only resolves (see Resolves)
 }
 
-// Tenants returns the tenants the principal sees; nil means all (admin).
+// Resolves reports whether the principal may resolve tenant's routes on a
+// resolver started with TM_RESOLVER_AUTH=on.
+func (p *Principal) Resolves(tenant string) bool {
+	return p.Role == RoleAdmin || slices.Contains(p.TenantList, tenant)
+}
+
+// Tenants returns the tenants the principal sees through the api; nil
+// means all (admin).
 func (p *Principal) Tenants() []string {
-	if p.Role == RoleAdmin {
+	switch p.Role {
+	case RoleAdmin:
 		return nil
+	case RoleResolver:
+		return []string{}
 	}
 	return p.TenantList
 }

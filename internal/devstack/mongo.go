@@ -23,9 +23,10 @@ type Mongo struct {
 	stopOnce sync.Once
 }
 
-// MongoLogger is the logger FerretDB gets: it logs every connection at INFO,
-// so only warnings and errors are kept (on stderr).
-var MongoLogger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+// MongoLogger is the logger FerretDB gets: it logs every connection at INFO
+// and, at WARN, a full dump of each command it lacks (mongo-driver sends
+// endSessions on every Disconnect), so only errors are kept (on stderr).
+var MongoLogger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
 // StartMongo serves FerretDB on 127.0.0.1:port with its SQLite files in
 // dataDir (data survives restarts) and returns once a ping succeeds.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -45,7 +46,16 @@ func StartRedis(ctx context.Context, dataDir string, port int, log io.Writer) (*
 	r := &Redis{URL: fmt.Sprintf("redis://127.0.0.1:%d/0", port), c: c}
 	client := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), MaxRetries: -1})
 	defer client.Close()
-	if err := waitFor(ctx, c, 15*time.Second, func(ctx context.Context) error { return client.Ping(ctx).Err() }); err != nil {
+	ready := func(ctx context.Context) error {
+		// A plain dial first: go-redis logs every failed pool dial.
+		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			return err
+		}
+		conn.Close()
+		return client.Ping(ctx).Err()
+	}
+	if err := waitFor(ctx, c, 15*time.Second, ready); err != nil {
 		_ = r.Stop()
 		return nil, fmt.Errorf("Redis in %s: %w", dataDir, err)
 	}
