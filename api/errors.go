@@ -10,6 +10,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
 
+	"github.com/trafficmanager/trafficmanager/resilience"
 	"github.com/trafficmanager/trafficmanager/routes"
 )
 
@@ -65,6 +66,8 @@ func ToError(err error) *Error {
 		return RouteNotFound("route not found")
 	case errors.Is(err, routes.ErrConflict):
 		return Conflict("route already exists with another url")
+	case errors.Is(err, resilience.ErrUnavailable):
+		return Unavailable("a dependency is unavailable; try again shortly")
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return Unavailable("the request timed out; try again")
 	}

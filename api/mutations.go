@@ -83,6 +83,13 @@ func (s *Server) mutate(c *gin.Context, m routes.Mutation) {
 		return
 	}
 	s.o.Metrics.Requests.WithLabelValues(action).Inc()
+	release, err := s.writes.Enter(c.Request.Context())
+	if err != nil {
+		s.o.Metrics.Failure.WithLabelValues(action, "unavailable").Inc()
+		WriteError(c, s.log, err)
+		return
+	}
+	defer release()
 	wfID := workflows.WorkflowID(m, key)
 	in := workflows.MutationInput{Mutation: m, EventID: s.o.NewID(), Principal: PrincipalName(c)}
 

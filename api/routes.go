@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -174,7 +175,7 @@ func (s *Server) getRoute(c *gin.Context) {
 		WriteError(c, s.log, err)
 		return
 	}
-	r, err := s.o.Routes.Get(c.Request.Context(), k)
+	r, err := read(c.Request.Context(), s, func(ctx context.Context) (routes.Route, error) { return s.o.Routes.Get(ctx, k) })
 	if err != nil {
 		WriteError(c, s.log, err)
 		return
@@ -207,7 +208,7 @@ func (s *Server) listRoutes(c *gin.Context) {
 		WriteError(c, s.log, err)
 		return
 	}
-	page, err := s.o.Routes.List(c.Request.Context(), f)
+	page, err := read(c.Request.Context(), s, func(ctx context.Context) (routes.Page, error) { return s.o.Routes.List(ctx, f) })
 	if err != nil {
 		WriteError(c, s.log, err)
 		return

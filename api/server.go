@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/trafficmanager/trafficmanager/observability"
+	"github.com/trafficmanager/trafficmanager/resilience"
 	"github.com/trafficmanager/trafficmanager/routes"
 )
 
@@ -40,6 +42,9 @@ type Options struct {
 	Tokens TokenStore
 	// Limiter is the per-tenant write rate limit; nil means unlimited.
 	Limiter *TenantLimiter
+	// Resilience guards reads (Postgres) and audit queries (MongoDB) with
+	// breakers and bulkheads; nil builds a private registry.
+	Resilience *resilience.Registry
 	// NewID returns fresh ids (event ids, workflow keys); uuid v4 by default.
 	NewID func() string
 }
@@ -49,6 +54,8 @@ type Server struct {
 	o        Options
 	log      *zap.Logger
 	draining atomic.Bool
+	reads    *resilience.Bulkhead
+	writes   *resilience.Bulkhead
 }
 
 // New returns a server; call Handler to serve it.
@@ -62,7 +69,37 @@ func New(o Options) *Server {
 	if o.Log == nil {
 		o.Log = zap.NewNop()
 	}
-	return &Server{o: o, log: o.Log}
+	if o.Resilience == nil {
+		o.Resilience = resilience.New(prometheus.NewRegistry(), resilience.Options{IsFailure: IsFailure, Log: o.Log})
+	}
+	s := &Server{o: o, log: o.Log}
+	// Separate bulkheads: a slow audit query or a burst of writes cannot
+	// take the permits route reads need.
+	s.reads = o.Resilience.Bulkhead("read", 64, 100*time.Millisecond)
+	s.writes = o.Resilience.Bulkhead("write", 256, 100*time.Millisecond)
+	if o.Audit != nil {
+		s.o.Audit = guardedAudit{q: o.Audit, res: o.Resilience, bh: o.Resilience.Bulkhead("audit", 16, 100*time.Millisecond)}
+	}
+	return s
+}
+
+// IsFailure says which errors count against a breaker: infrastructure
+// failures, not domain answers or a client that went away.
+func IsFailure(err error) bool {
+	var apiErr *Error
+	switch {
+	case err == nil, errors.Is(err, context.Canceled),
+		errors.Is(err, routes.ErrNotFound), errors.Is(err, routes.ErrInvalid), errors.Is(err, routes.ErrConflict):
+		return false
+	case errors.As(err, &apiErr):
+		return apiErr.Status >= 500
+	}
+	return true
+}
+
+// read runs a Postgres read in the read bulkhead, behind the breaker.
+func read[T any](ctx context.Context, s *Server, fn func(context.Context) (T, error)) (T, error) {
+	return resilience.Do(ctx, s.o.Resilience, resilience.Call{Dependency: "postgres", Bulkhead: s.reads, Timeout: 3 * time.Second, Retries: 1}, fn)
 }
 
 // SetDraining makes /readyz answer 503 so load balancers stop sending work.
@@ -91,6 +128,7 @@ func (s *Server) Handler() http.Handler {
 
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.ready)
+	r.GET("/health/resilience", func(c *gin.Context) { c.JSON(http.StatusOK, s.o.Resilience.Status()) })
 	if s.o.Registry != nil {
 		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.o.Registry, promhttp.HandlerOpts{})))
 	}

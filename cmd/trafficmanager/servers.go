@@ -25,6 +25,7 @@ import (
 	"github.com/trafficmanager/trafficmanager/config"
 	"github.com/trafficmanager/trafficmanager/events"
 	"github.com/trafficmanager/trafficmanager/observability"
+	"github.com/trafficmanager/trafficmanager/resilience"
 	"github.com/trafficmanager/trafficmanager/routes"
 	"github.com/trafficmanager/trafficmanager/schema"
 	"github.com/trafficmanager/trafficmanager/worker"
@@ -117,6 +118,7 @@ func runAPI(ctx context.Context, cfg config.Config, log *zap.Logger, pool *pgxpo
 		Registry:   reg,
 		Log:        log,
 		Limiter:    api.NewTenantLimiter(cfg.TenantWriteRPS, cfg.TenantWriteBurst),
+		Resilience: resilience.New(reg, resilience.Options{IsFailure: api.IsFailure, Log: log}),
 	}
 	if cfg.Auth {
 		tokens := auth.NewStore(pool)
@@ -245,6 +247,16 @@ func runWorker(ctx context.Context, cfg config.Config, log *zap.Logger, pool *pg
 	h := gin.New()
 	h.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	h.GET("/readyz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ready"}) })
+	// The worker makes no calls outside Temporal's retries: its resilience is
+	// the activity retry policies (docs/temporal.md) and the task slots.
+	h.GET("/health/resilience", func(c *gin.Context) {
+		c.JSON(http.StatusOK, gin.H{
+			"circuit_breakers": gin.H{},
+			"retry_budget":     nil,
+			"bulkheads":        gin.H{"workflow_tasks": gin.H{"max_concurrency": 1000}, "local_activities": gin.H{"max_concurrency": 1000}},
+			"retry_policies":   "docs/temporal.md: commit 100ms×2 up to 5s, side effects 200ms×2 up to 10s, unlimited attempts",
+		})
+	})
 	h.GET("/metrics", gin.WrapH(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	return listenAndServe(ctx, cfg.WorkerAddr, h, cfg.ShutdownTimeout, nil, ready, log)
 }
