@@ -159,6 +159,20 @@ func (p *platform) do(t *testing.T, method, path string, body any, headers ...st
 // eventsFor reads the whole topic and returns the events of one route.
 func (p *platform) eventsFor(t *testing.T, k routes.Key) []events.Event {
 	t.Helper()
+	var out []events.Event
+	for _, e := range p.allEvents(t) {
+		if e.Key() == k {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
+
+// allEvents reads every partition of the topic from the start to its end.
+func (p *platform) allEvents(t *testing.T) []events.Event {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := kafka.DialContext(ctx, "tcp", p.brokers[0])
@@ -180,11 +194,9 @@ func (p *platform) eventsFor(t *testing.T, k routes.Key) []events.Event {
 		for {
 			m, err := rd.ReadMessage(ctx)
 			require.NoError(t, err)
-			if string(m.Key) == k.String() {
-				e, err := events.Decode(m.Value)
-				require.NoError(t, err)
-				out = append(out, e)
-			}
+			e, err := events.Decode(m.Value)
+			require.NoError(t, err)
+			out = append(out, e)
 			if m.Offset >= last-1 {
 				break
 			}

@@ -1,9 +1,13 @@
 package devstack
 
 import (
+	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Kafka is an embedded Kafka-protocol broker (kfake). It keeps its log in
@@ -11,6 +15,8 @@ import (
 type Kafka struct {
 	Brokers []string
 	c       *kfake.Cluster
+	refuse  atomic.Bool
+	control sync.Once
 }
 
 // StartKafka starts a one-broker cluster on 127.0.0.1:port (0: any port)
@@ -33,6 +39,22 @@ func StartKafka(port int, topic string, partitions int) (*Kafka, error) {
 		return nil, fmt.Errorf("embedded Kafka (kfake) did not start: %w (set TM_KAFKA_BROKERS to use a running broker)", err)
 	}
 	return &Kafka{Brokers: c.ListenAddrs(), c: c}, nil
+}
+
+// RefuseProduce makes the broker drop every produce request (the producer
+// sees a broken connection) until called with false: a Kafka outage for
+// writers while the log and its readers stay as they are (fault tests).
+func (k *Kafka) RefuseProduce(on bool) {
+	k.refuse.Store(on)
+	k.control.Do(func() {
+		k.c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+			k.c.KeepControl()
+			if k.refuse.Load() {
+				return nil, errors.New("produce refused: simulated outage"), true
+			}
+			return nil, nil, false
+		})
+	})
 }
 
 // Stop closes the broker.
