@@ -51,6 +51,10 @@ type Config struct {
 	AuditRetention time.Duration // TM_AUDIT_RETENTION: 0 keeps audit documents forever
 
 	ShutdownTimeout time.Duration // TM_SHUTDOWN_TIMEOUT
+	// DrainDelay is how long a stopping server keeps accepting requests
+	// after /readyz turned 503, so load balancers (and connections already
+	// queued in the listen backlog) move on before the listener closes.
+	DrainDelay time.Duration // TM_DRAIN_DELAY
 }
 
 // Load reads the configuration through getenv (os.Getenv in main). It
@@ -94,6 +98,7 @@ func Load(getenv func(string) string) (Config, error) {
 
 		AuditRetention:  p.duration("TM_AUDIT_RETENTION", 0),
 		ShutdownTimeout: p.duration("TM_SHUTDOWN_TIMEOUT", 15*time.Second),
+		DrainDelay:      p.duration("TM_DRAIN_DELAY", time.Second),
 	}
 	if c.DatabaseURL != "" {
 		if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {

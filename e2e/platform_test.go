@@ -56,7 +56,9 @@ type platformOptions struct {
 	auth       bool    // bearer tokens on; p.admin holds an admin token
 	writeRPS   float64 // per-tenant write limit; 0 = unlimited
 	burst      int
-	dsn        string // a Postgres of the test's own (fault tests); default a fresh database
+	dsn        string   // a Postgres of the test's own (fault tests); default a fresh database
+	brokers    []string // a Kafka of the test's own; default a fresh kfake
+	noWorker   bool     // the test runs its own worker (a process)
 }
 
 func startPlatform(t *testing.T, ackTimeout time.Duration) *platform {
@@ -70,9 +72,12 @@ func startPlatformWith(t *testing.T, o platformOptions) *platform {
 	log := zaptest.NewLogger(t)
 	p := &platform{
 		rdb:     testenv.Redis(t),
-		brokers: testenv.Kafka(t, topic, 3),
+		brokers: o.brokers,
 		mongo:   testenv.Mongo(t),
 		queue:   testenv.Name(t, "tq"),
+	}
+	if p.brokers == nil {
+		p.brokers = testenv.Kafka(t, topic, 3)
 	}
 	if o.dsn == "" {
 		p.pool = testenv.Postgres(t)
@@ -98,9 +103,11 @@ func startPlatformWith(t *testing.T, o platformOptions) *platform {
 		Routes: routes.NewStore(p.pool), Cache: cache.NewRedis(p.rdb, time.Minute),
 		Events: pub, AuditLog: auditStore, Log: log,
 	}
-	w := worker.New(tc, p.queue, acts, worker.Options{StopTimeout: 5 * time.Second})
-	require.NoError(t, w.Start())
-	t.Cleanup(w.Stop)
+	if !o.noWorker {
+		w := worker.New(tc, p.queue, acts, worker.Options{StopTimeout: 5 * time.Second})
+		require.NoError(t, w.Start())
+		t.Cleanup(w.Stop)
+	}
 
 	reg := observability.NewRegistry()
 	opts := api.Options{

@@ -122,9 +122,9 @@ func l1Key(k routes.Key) string {
 	return k.Tenant + "/" + k.Service + "/" + k.Env + "/" + k.Version
 }
 
-// keyBuf builds l1Key(k) of a valid k in buf without allocating. The string
-// aliases buf: it is only valid while buf is and must not be stored (clone
-// it first).
+// keyBuf builds l1Key(k) in buf without allocating (a key too long to be
+// valid spills to the heap). The string aliases buf: it is only valid while
+// buf is and must not be stored (clone it first).
 func keyBuf(buf *[maxKeyLen]byte, k routes.Key) string {
 	b := append(buf[:0], k.Tenant...)
 	b = append(b, '/')

@@ -69,7 +69,8 @@ const (
 // Options configure a Resolver. Only Store is required.
 type Options struct {
 	Store Lookup
-	// Redis is the shared tier; nil runs with L1 and Postgres only.
+	// Redis is the shared tier; nil runs with L1 and Postgres only. Build its
+	// client with RedisOptions so Redis calls honour RedisTimeout.
 	Redis *cache.Redis
 	// L1Entries bounds the in-process cache by entry count (0: DefaultL1Entries;
 	// negative: answers are not kept in-process, only event revision floors).

@@ -49,6 +49,7 @@ func openRedis(cfg config.Config) (*redis.Client, error) {
 		return nil, fmt.Errorf("TM_REDIS_URL: %w", err)
 	}
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = time.Second, 500*time.Millisecond, 500*time.Millisecond
+	opt.ContextTimeoutEnabled = true // honour per-call context deadlines
 	return redis.NewClient(opt), nil
 }
 

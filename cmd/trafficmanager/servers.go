@@ -139,7 +139,15 @@ func runAPI(ctx context.Context, cfg config.Config, log *zap.Logger, pool *pgxpo
 		opts.Audit = store
 	}
 	srv := api.New(opts)
-	return listenAndServe(ctx, cfg.APIAddr, srv.Handler(), cfg.ShutdownTimeout, srv.SetDraining, ready, log)
+	return listenAndServe(ctx, cfg.APIAddr, srv.Handler(), cfg.ShutdownTimeout, drainer(cfg, srv.SetDraining), ready, log)
+}
+
+// drainer flips readiness to 503, then keeps serving for the drain delay.
+func drainer(cfg config.Config, setDraining func()) func() {
+	return func() {
+		setDraining()
+		time.Sleep(cfg.DrainDelay)
+	}
 }
 
 // listenAndServe binds addr first (so a taken port fails fast and ready
