@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/trafficmanager/trafficmanager/auth"
 	"github.com/trafficmanager/trafficmanager/cache"
 	"github.com/trafficmanager/trafficmanager/config"
 	"github.com/trafficmanager/trafficmanager/observability"
@@ -114,10 +115,14 @@ func runResolver(ctx context.Context, cfg config.Config, log *zap.Logger, pool *
 
 	// The listener comes up first (a taken port fails at once); readiness
 	// waits for the event consumer and warming.
+	handler := res.Handler(reg)
+	if cfg.ResolverAuth {
+		handler = resolver.RequireToken(handler, auth.NewAuthenticator(auth.NewStore(pool), log))
+	}
 	listening := make(chan struct{})
 	serveErr := make(chan error, 1)
 	go func() {
-		serveErr <- listenAndServe(ctx, cfg.ResolverAddr, res.Handler(reg), cfg.ShutdownTimeout, drainer(cfg, res.SetDraining), listening, log)
+		serveErr <- listenAndServe(ctx, cfg.ResolverAddr, handler, cfg.ShutdownTimeout, drainer(cfg, res.SetDraining), listening, log)
 	}()
 	select {
 	case <-listening:
