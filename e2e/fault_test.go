@@ -105,7 +105,7 @@ func startFaultStack(t *testing.T) *faultStack {
 	auditStore := audit.NewStore(s.mc.Database("audit"))
 	require.NoError(t, auditStore.EnsureIndexes(ctx, 0))
 	srv := api.New(api.Options{Temporal: s.tc, TaskQueue: s.queue, Routes: routes.NewStore(s.pool), Audit: auditStore,
-		AckTimeout: time.Second, Metrics: observability.NewWriteMetrics(reg), Registry: reg, Log: s.log})
+		AckTimeout: 3 * time.Second, Metrics: observability.NewWriteMetrics(reg), Registry: reg, Log: s.log})
 	apiSrv := httptest.NewServer(srv.Handler())
 	t.Cleanup(apiSrv.Close)
 	s.apiURL = apiSrv.URL
@@ -329,6 +329,8 @@ func TestFaultsLoseNoAcknowledgedWrite(t *testing.T) {
 			c := s.write(tenant, fmt.Sprintf("%s-%d", name, i), fmt.Sprintf("https://%s.example/%d", name, i), true)
 			if c >= 200 && c < 300 {
 				ok++
+			} else {
+				t.Logf("%s write %d answered %d", name, i, c)
 			}
 		}
 		return sent, ok

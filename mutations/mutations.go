@@ -11,6 +11,8 @@ import (
 
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
@@ -40,9 +42,14 @@ func Query(since time.Time, tenant string) string {
 }
 
 // ListFailed lists mutation workflows that failed, timed out, were
-// terminated or canceled since the given time, newest first.
+// terminated or canceled since the given time, newest first: one entry per
+// workflow, for its latest run, and only while that run is still the one
+// that did not complete. A mutation that was retried (its workflow has a
+// newer run, running or completed) is no longer listed, though visibility
+// keeps the old run's record; `temporal workflow list` still shows it.
 func ListFailed(ctx context.Context, c client.Client, namespace string, since time.Time, tenant string) ([]Failed, error) {
 	var out []Failed
+	seen := map[string]bool{}
 	var token []byte
 	for {
 		res, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
@@ -52,12 +59,24 @@ func ListFailed(ctx context.Context, c client.Client, namespace string, since ti
 			return nil, fmt.Errorf("list failed mutations: %w", err)
 		}
 		for _, e := range res.GetExecutions() {
+			id := e.GetExecution().GetWorkflowId()
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+			latest, ok, err := latestRun(ctx, c, id)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				continue // retried (or its history is gone): nothing left to retry
+			}
 			f := Failed{
-				WorkflowID: e.GetExecution().GetWorkflowId(),
-				RunID:      e.GetExecution().GetRunId(),
-				Status:     strings.ToLower(strings.TrimPrefix(e.GetStatus().String(), "WORKFLOW_EXECUTION_STATUS_")),
-				StartTime:  e.GetStartTime().AsTime(),
-				CloseTime:  e.GetCloseTime().AsTime(),
+				WorkflowID: id,
+				RunID:      latest.GetExecution().GetRunId(),
+				Status:     statusName(latest.GetStatus()),
+				StartTime:  latest.GetStartTime().AsTime(),
+				CloseTime:  latest.GetCloseTime().AsTime(),
 			}
 			if parts := strings.Split(f.WorkflowID, "/"); len(parts) == 7 {
 				f.Tenant, f.Action = parts[1], parts[5]
@@ -68,6 +87,30 @@ func ListFailed(ctx context.Context, c client.Client, namespace string, since ti
 			return out, nil
 		}
 	}
+}
+
+// latestRun describes the latest run of workflowID; ok is false when that
+// run is running or completed (the mutation needs no retry) or when the
+// workflow is no longer known.
+func latestRun(ctx context.Context, c client.Client, workflowID string) (*workflowpb.WorkflowExecutionInfo, bool, error) {
+	desc, err := c.DescribeWorkflowExecution(ctx, workflowID, "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("describe %s: %w", workflowID, err)
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	switch info.GetStatus() {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		return info, false, nil
+	}
+	return info, true, nil
+}
+
+func statusName(s enumspb.WorkflowExecutionStatus) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "WORKFLOW_EXECUTION_STATUS_"))
 }
 
 // ErrNotRetryable says the mutation is running or has completed.
@@ -85,7 +128,7 @@ func Retry(ctx context.Context, c client.Client, namespace, workflowID, reason s
 	info := desc.GetWorkflowExecutionInfo()
 	switch info.GetStatus() {
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
-		return "", fmt.Errorf("%s is %s: %w", workflowID, strings.ToLower(strings.TrimPrefix(info.GetStatus().String(), "WORKFLOW_EXECUTION_STATUS_")), ErrNotRetryable)
+		return "", fmt.Errorf("%s is %s: %w", workflowID, statusName(info.GetStatus()), ErrNotRetryable)
 	}
 	runID := info.GetExecution().GetRunId()
 	first, err := firstWorkflowTaskCompleted(ctx, c, workflowID, runID)

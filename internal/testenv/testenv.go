@@ -162,12 +162,11 @@ func postgresBase() (string, error) {
 			pgErr = err
 			return
 		}
-		port, err := devstack.FreePort()
-		if err != nil {
-			pgErr = err
-			return
-		}
-		pg, err := devstack.StartPostgres(context.Background(), dir+"/data", port, io.Discard)
+		var pg *devstack.Postgres
+		err = onFreePort(func(port int) (err error) {
+			pg, err = devstack.StartPostgres(context.Background(), dir+"/data", port, io.Discard)
+			return err
+		})
 		if err != nil {
 			pgErr = err
 			return
@@ -254,12 +253,11 @@ func RedisURL(t testing.TB) string {
 			redisErr = err
 			return
 		}
-		port, err := devstack.FreePort()
-		if err != nil {
-			redisErr = err
-			return
-		}
-		r, err := devstack.StartRedis(context.Background(), dir, port, io.Discard)
+		var r *devstack.Redis
+		err = onFreePort(func(port int) (err error) {
+			r, err = devstack.StartRedis(context.Background(), dir, port, io.Discard)
+			return err
+		})
 		if err != nil {
 			redisErr = err
 			return
@@ -305,12 +303,11 @@ func MongoURI(t testing.TB) string {
 			mongoErr = err
 			return
 		}
-		port, err := devstack.FreePort()
-		if err != nil {
-			mongoErr = err
-			return
-		}
-		m, err := devstack.StartMongo(context.Background(), dir, port)
+		var m *devstack.Mongo
+		err = onFreePort(func(port int) (err error) {
+			m, err = devstack.StartMongo(context.Background(), dir, port)
+			return err
+		})
 		if err != nil {
 			mongoErr = err
 			return
@@ -348,12 +345,11 @@ func Temporal(t testing.TB) *devstack.Temporal {
 			temporalErr = err
 			return
 		}
-		port, err := devstack.FreePort()
-		if err != nil {
-			temporalErr = err
-			return
-		}
-		tmp, err := devstack.StartTemporal(context.Background(), dir, port, 0, io.Discard)
+		var tmp *devstack.Temporal
+		err = onFreePort(func(port int) (err error) {
+			tmp, err = devstack.StartTemporal(context.Background(), dir, port, 0, io.Discard)
+			return err
+		})
 		if err != nil {
 			temporalErr = err
 			return
@@ -365,4 +361,20 @@ func Temporal(t testing.TB) *devstack.Temporal {
 		t.Fatalf("temporal for tests: %v", temporalErr)
 	}
 	return temporal
+}
+
+// onFreePort runs start on a free port, trying again on another one when
+// the port was taken between choosing and binding it (parallel tests).
+func onFreePort(start func(port int) error) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		var port int
+		if port, err = devstack.FreePort(); err != nil {
+			return err
+		}
+		if err = start(port); err == nil || !strings.Contains(err.Error(), "in use") {
+			return err
+		}
+	}
+	return err
 }
