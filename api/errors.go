@@ -77,8 +77,13 @@ func ToError(err error) *Error {
 // WriteError writes err as the API error JSON and aborts the chain.
 func WriteError(c *gin.Context, log *zap.Logger, err error) {
 	e := ToError(err)
-	if e.Status >= 500 && log != nil {
-		log.Error("request failed", zap.String("path", c.FullPath()), zap.Int("status", e.Status), zap.Error(err))
+	if log != nil {
+		switch {
+		case e.Status == http.StatusServiceUnavailable: // expected during an outage; metrics count it
+			log.Debug("request refused", zap.String("path", c.FullPath()), zap.Error(err))
+		case e.Status >= 500:
+			log.Error("request failed", zap.String("path", c.FullPath()), zap.Int("status", e.Status), zap.Error(err))
+		}
 	}
 	var body errorBody
 	body.Error.Code, body.Error.Message = e.Code, e.Message

@@ -147,15 +147,44 @@ func (m *mutation) awaitCommit(ctx workflow.Context) (CommitOutput, error) {
 
 func (m *mutation) commit(ctx workflow.Context) (routes.Result, error) {
 	var a *activities.Activities
-	ctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
-		RetryPolicy:         commitRetry,
+		// Without it the SDK bounds all attempts by StartToCloseTimeout: a
+		// Postgres outage longer than 10 s would end the commit.
+		ScheduleToCloseTimeout: commitGiveUpAfter,
+		RetryPolicy:            commitRetry,
 	})
 	mut := m.in.Mutation
 	mut.EventID = m.in.EventID // a re-run of this mutation is recognised by the store
-	var res routes.Result
-	err := workflow.ExecuteLocalActivity(ctx, a.Commit, mut).Get(ctx, &res)
-	return res, err
+	for {
+		var res routes.Result
+		err := workflow.ExecuteLocalActivity(lctx, a.Commit, mut).Get(ctx, &res)
+		if err == nil || isRejection(err) {
+			return res, err
+		}
+		// Not a decision about the mutation (the retry window ran out):
+		// keep trying; the caller was answered 202 long ago.
+		if err := workflow.Sleep(ctx, commitRetry.MaximumInterval); err != nil {
+			return res, err
+		}
+	}
+}
+
+// commitGiveUpAfter bounds one series of commit attempts; the workflow then
+// starts another, so an acknowledged (202) mutation is never dropped.
+const commitGiveUpAfter = 24 * time.Hour
+
+// isRejection reports whether err is a permanent answer about the mutation.
+func isRejection(err error) bool {
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) {
+		return false
+	}
+	switch appErr.Type() {
+	case activities.ErrTypeInvalid, activities.ErrTypeNotFound, activities.ErrTypeConflict:
+		return true
+	}
+	return false
 }
 
 // reject records a permanent commit failure. The workflow then completes:
