@@ -22,9 +22,13 @@ import (
 // no committed offsets to clean up.
 
 // Consumer tuning: kafka-go's defaults (MaxWait 10s) would delay an
-// invalidation by seconds; these keep it in milliseconds.
+// invalidation by seconds; these keep it in milliseconds. A fetch returns as
+// soon as one byte is there (MinBytes 1), so MaxWait only bounds an idle
+// poll: kafka-go gives the broker 3/4 of it and times the connection out at
+// all of it, and at 50 ms that margin (12 ms) was too thin on a busy
+// machine — idle polls timed out and the reader reconnected in a loop.
 const (
-	fetchMaxWait       = 50 * time.Millisecond
+	fetchMaxWait       = 500 * time.Millisecond
 	readBatchTimeout   = 500 * time.Millisecond
 	readBackoffMin     = 10 * time.Millisecond
 	readBackoffMax     = 500 * time.Millisecond
