@@ -96,7 +96,7 @@ func (s *Server) mutate(c *gin.Context, m routes.Mutation) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.o.AckTimeout)
 	defer cancel()
 	resp, err := s.execute(ctx, wfID, in)
-	if err != nil && ctx.Err() != nil && c.Request.Context().Err() == nil {
+	if err != nil && notYet(ctx, err) && c.Request.Context().Err() == nil {
 		s.accepted(c, wfID, start, action)
 		return
 	}
@@ -188,6 +188,15 @@ func (s *Server) accepted(c *gin.Context, wfID string, start time.Time, action s
 		RunID:      desc.GetWorkflowExecutionInfo().GetExecution().GetRunId(),
 		Status:     "pending",
 	})
+}
+
+// notYet reports whether err means "the commit was not decided in time":
+// our ack deadline passed, or Temporal ended the wait for the update just
+// before it (its long poll returns a little ahead of the caller's deadline).
+func notYet(ctx context.Context, err error) bool {
+	var waitTimeout *client.WorkflowUpdateServiceTimeoutOrCanceledError
+	var deadline *serviceerror.DeadlineExceeded
+	return ctx.Err() != nil || errors.As(err, &waitTimeout) || errors.As(err, &deadline)
 }
 
 // temporalError maps a rejected commit to its domain error and Temporal
