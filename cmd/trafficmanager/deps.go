@@ -73,3 +73,60 @@ func dialTemporal(ctx context.Context, cfg config.Config, log *zap.Logger) (clie
 	}
 	return c, nil
 }
+
+// clients are the connections a process opens from its configuration.
+// Optional ones are nil when not needed or not configured.
+type clients struct {
+	pool *pgxpool.Pool
+	rdb  *redis.Client
+	tc   client.Client
+	mc   *mongo.Client
+}
+
+// need says which optional clients to open besides Postgres.
+type need struct{ redis, temporal, mongo bool }
+
+// openClients connects Postgres (migrating when TM_MIGRATE=auto) and what
+// n asks for; on error everything opened so far is closed.
+func openClients(ctx context.Context, cfg config.Config, log *zap.Logger, n need) (c *clients, err error) {
+	c = &clients{}
+	defer func() {
+		if err != nil {
+			c.close()
+		}
+	}()
+	if c.pool, err = openPostgres(ctx, cfg, log); err != nil {
+		return nil, err
+	}
+	if n.redis {
+		if c.rdb, err = openRedis(cfg); err != nil {
+			return nil, err
+		}
+	}
+	if n.temporal {
+		if c.tc, err = dialTemporal(ctx, cfg, log); err != nil {
+			return nil, err
+		}
+	}
+	if n.mongo && cfg.MongoURI != "" {
+		if c.mc, err = openMongo(ctx, cfg); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *clients) close() {
+	if c.mc != nil {
+		_ = c.mc.Disconnect(context.Background())
+	}
+	if c.tc != nil {
+		c.tc.Close()
+	}
+	if c.rdb != nil {
+		_ = c.rdb.Close()
+	}
+	if c.pool != nil {
+		c.pool.Close()
+	}
+}

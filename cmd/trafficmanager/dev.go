@@ -233,26 +233,12 @@ func writeDevEnv(dataDir string, cfg config.Config, uiURL string) error {
 // runPlatform runs api, resolver and worker in-process against cfg until
 // ctx is done; it prints one line containing "ready" once all listen.
 func runPlatform(ctx context.Context, out io.Writer, cfg config.Config, log *zap.Logger, uiURL string, seedDemo bool) error {
-	pool, err := openPostgres(ctx, cfg, log)
+	c, err := openClients(ctx, cfg, log, need{redis: true, temporal: true, mongo: true})
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	rdb, err := openRedis(cfg)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	tc, err := dialTemporal(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer tc.Close()
-	mc, err := openMongo(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer mc.Disconnect(context.Background()) //nolint:errcheck
+	defer c.close()
+	pool, rdb, tc, mc := c.pool, c.rdb, c.tc, c.mc
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -80,24 +80,12 @@ func newAPICmd() *cobra.Command {
 			}
 			defer log.Sync() //nolint:errcheck
 			ctx := cmd.Context()
-			pool, err := openPostgres(ctx, cfg, log)
+			c, err := openClients(ctx, cfg, log, need{temporal: true, mongo: true})
 			if err != nil {
 				return err
 			}
-			defer pool.Close()
-			tc, err := dialTemporal(ctx, cfg, log)
-			if err != nil {
-				return err
-			}
-			defer tc.Close()
-			var mc *mongo.Client
-			if cfg.MongoURI != "" {
-				if mc, err = openMongo(ctx, cfg); err != nil {
-					return err
-				}
-				defer mc.Disconnect(context.Background()) //nolint:errcheck
-			}
-			return runAPI(ctx, cfg, log, pool, tc, mc, nil)
+			defer c.close()
+			return runAPI(ctx, cfg, log, c.pool, c.tc, c.mc, nil)
 		},
 	}
 	cmd.Flags().BoolVar(&insecureNoAuth, "insecure-no-auth", false, "allow TM_AUTH=off (no authentication)")
@@ -195,29 +183,12 @@ func newWorkerCmd() *cobra.Command {
 			}
 			defer log.Sync() //nolint:errcheck
 			ctx := cmd.Context()
-			pool, err := openPostgres(ctx, cfg, log)
+			c, err := openClients(ctx, cfg, log, need{redis: true, temporal: true, mongo: true})
 			if err != nil {
 				return err
 			}
-			defer pool.Close()
-			rdb, err := openRedis(cfg)
-			if err != nil {
-				return err
-			}
-			if rdb != nil {
-				defer rdb.Close()
-			}
-			tc, err := dialTemporal(ctx, cfg, log)
-			if err != nil {
-				return err
-			}
-			defer tc.Close()
-			mc, err := openMongo(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			defer mc.Disconnect(context.Background()) //nolint:errcheck
-			return runWorker(ctx, cfg, log, pool, rdb, tc, mc, nil)
+			defer c.close()
+			return runWorker(ctx, cfg, log, c.pool, c.rdb, c.tc, c.mc, nil)
 		},
 	}
 }
