@@ -46,7 +46,14 @@ func main() {
 
 func run(ctx context.Context, bin, only string, n int, dur time.Duration, out string) error {
 	want := func(g string) bool { return only == "" || strings.Contains(","+only+",", ","+g+",") }
-	p, err := startPlatform(ctx, bin)
+	var p *platform
+	var err error
+	for attempt := 0; attempt < 3; attempt++ { // free ports may be taken between choosing and binding
+		if p, err = startPlatform(ctx, bin); err == nil {
+			break
+		}
+		fmt.Println("platform did not start, trying other ports:", err)
+	}
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/trafficmanager/trafficmanager/internal/devstack"
 )
 
 // platform is a `trafficmanager dev` child on free ports.
@@ -25,13 +27,14 @@ type platform struct {
 	done                    chan struct{}
 }
 
+// freeAddr picks a free loopback address outside the ephemeral port range
+// (see devstack.FreePort).
 func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := devstack.FreePort()
 	if err != nil {
 		panic(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return fmt.Sprintf("127.0.0.1:%d", port)
 }
 
 func numCPU() int { return runtime.NumCPU() }

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -27,7 +28,18 @@ import (
 )
 
 // FreePort returns a TCP port on 127.0.0.1 that nothing listens on now.
+//
+// Ports come from 20000–32767, below Linux's ephemeral range (32768+): a
+// port chosen here and bound a moment later cannot meanwhile be handed to
+// some process's outgoing connection or to a server asking for port 0 (the
+// Temporal dev server does for its internal services).
 func FreePort() (int, error) {
+	for attempt := 0; attempt < 200; attempt++ {
+		port := 20000 + rand.IntN(12768)
+		if portFree(port) {
+			return port, nil
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
