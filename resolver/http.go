@@ -29,6 +29,7 @@ var (
 // /healthz, /readyz, /health/resilience and /metrics (reg, which must hold
 // the Metrics passed in Options). Unknown paths get API.md's error JSON.
 func (r *Resolver) Handler(reg *prometheus.Registry) http.Handler {
+	gin.SetMode(gin.ReleaseMode) // no debug route dump on start
 	g := gin.New()
 	g.RedirectTrailingSlash = false
 	g.RedirectFixedPath = false
