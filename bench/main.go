@@ -6,7 +6,7 @@
 // process.
 //
 //	go tool task bench            # everything
-//	go run ./bench -only write    # one group: write, resolve, propagation
+//	go run ./bench -only write    # one group: write, resolve, propagation, scale
 package main
 
 import (
@@ -27,10 +27,12 @@ type row struct {
 func main() {
 	bareAddr := flag.String("bare-addr", "", "internal: serve the bare net/http baseline on this address")
 	bin := flag.String("bin", "bin/trafficmanager", "trafficmanager binary")
-	only := flag.String("only", "", "comma-separated groups to run (write, resolve, propagation); default all")
+	only := flag.String("only", "", "comma-separated groups to run (write, resolve, propagation, scale); default all")
 	n := flag.Int("n", 200, "requests per latency measurement")
 	dur := flag.Duration("duration", 5*time.Second, "duration of each throughput attack")
 	out := flag.String("out", "docs/benchmarks.md", "where to write the table ('' to skip)")
+	total := flag.Int("scale-routes", 1_000_000, "routes loaded for the scale group")
+	hot := flag.Int("hot-routes", 100_000, "routes warmed into the resolver's L1 for the RSS figure")
 	flag.Parse()
 	if *bareAddr != "" {
 		serveBare(*bareAddr)
@@ -38,13 +40,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *bin, *only, *n, *dur, *out); err != nil {
+	if err := run(ctx, *bin, *only, *n, *dur, *out, *total, *hot); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, bin, only string, n int, dur time.Duration, out string) error {
+func run(ctx context.Context, bin, only string, n int, dur time.Duration, out string, total, hot int) error {
 	want := func(g string) bool { return only == "" || strings.Contains(","+only+",", ","+g+",") }
 	var p *platform
 	var err error
@@ -79,6 +81,13 @@ func run(ctx context.Context, bin, only string, n int, dur time.Duration, out st
 		r, err := benchPropagation(ctx, p, n)
 		if err != nil {
 			return fmt.Errorf("propagation: %w", err)
+		}
+		rows = append(rows, r...)
+	}
+	if want("scale") {
+		r, err := benchScale(ctx, p, bin, total, hot)
+		if err != nil {
+			return fmt.Errorf("scale: %w", err)
 		}
 		rows = append(rows, r...)
 	}
