@@ -154,7 +154,13 @@ func (s *Server) finished(ctx context.Context, wfID string) (mutationResponse, e
 	run := s.o.Temporal.GetWorkflow(ctx, wfID, "")
 	var st workflows.Status
 	if err := run.Get(ctx, &st); err != nil {
-		return mutationResponse{}, temporalError(err)
+		var appErr *temporal.ApplicationError
+		if ctx.Err() != nil || (!errors.As(err, &appErr) && isUnavailable(err)) {
+			return mutationResponse{}, temporalError(err)
+		}
+		// The first request's workflow ended without completing (terminated,
+		// timed out): the key names a mutation that did not happen.
+		return mutationResponse{}, Conflict("the mutation with this Idempotency-Key did not complete; run it again with `trafficmanager mutations retry " + wfID + "` or send a new key")
 	}
 	if st.ErrorType != "" {
 		return mutationResponse{}, rejection(st.ErrorType, st.Error)
@@ -197,6 +203,11 @@ func notYet(ctx context.Context, err error) bool {
 	var waitTimeout *client.WorkflowUpdateServiceTimeoutOrCanceledError
 	var deadline *serviceerror.DeadlineExceeded
 	return ctx.Err() != nil || errors.As(err, &waitTimeout) || errors.As(err, &deadline)
+}
+
+func isUnavailable(err error) bool {
+	var unavailable *serviceerror.Unavailable
+	return errors.As(err, &unavailable)
 }
 
 // temporalError maps a rejected commit to its domain error and Temporal
