@@ -190,3 +190,23 @@ func TestAWriteDuringAPostgresOutageIsAcceptedAndCommitsWhenItReturns(t *testing
 	require.Len(t, evs, 1)
 	require.EqualValues(t, 1, p.auditDocs(t, evs[0].EventID))
 }
+
+func TestRepeatingTheKeyOfATerminatedMutationAnswersTheSameCommit(t *testing.T) {
+	t.Parallel()
+	// Kafka is unreachable: the publish keeps retrying, the workflow stays running.
+	p := startPlatformWith(t, platformOptions{ackTimeout: 10 * time.Second, brokers: []string{"127.0.0.1:1"}})
+	body := map[string]any{"tenant": testenv.Name(t, "team"), "service": "payments", "env": "prod", "version": "v1", "url": "https://a.example"}
+	first := p.do(t, "POST", "/api/v1/routes", body, "Idempotency-Key", "term-1")
+	require.Equal(t, http.StatusCreated, first.Status, first.Raw)
+	wfID := first.Body["workflow_id"].(string)
+	require.NoError(t, p.tc.TerminateWorkflow(context.Background(), wfID, "", "test"))
+
+	// The commit happened: the same key gets the same answer (Temporal keeps
+	// the update's outcome), and the mutation's status says it needs a retry.
+	again := p.do(t, "POST", "/api/v1/routes", body, "Idempotency-Key", "term-1")
+	require.Equal(t, http.StatusCreated, again.Status, again.Raw)
+	require.Equal(t, first.Body["event_id"], again.Body["event_id"])
+	require.Equal(t, first.Body["run_id"], again.Body["run_id"])
+	st := p.do(t, "GET", "/api/v1/mutations/"+wfID, nil)
+	require.Equal(t, "terminated", st.Body["status"], st.Raw)
+}
