@@ -268,7 +268,7 @@ func runPlatform(ctx context.Context, out io.Writer, cfg config.Config, log *zap
 		}
 	}
 	if seedDemo {
-		if err := seedDemoRoutes(ctx, tc, cfg, out); err != nil {
+		if err := seedDemoRoutes(ctx, cfg, out); err != nil {
 			fmt.Fprintln(out, "seed-demo failed:", err)
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 
-	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -42,7 +41,7 @@ var demoRoutes = []map[string]any{
 	{"tenant": "team-b", "service": "search", "env": "prod", "version": "2024.2", "url": "https://search-next.team-b.example", "changed_by": "demo", "active": false},
 }
 
-func seedDemoRoutes(ctx context.Context, _ client.Client, cfg config.Config, out io.Writer) error {
+func seedDemoRoutes(ctx context.Context, cfg config.Config, out io.Writer) error {
 	for _, r := range demoRoutes {
 		b, _ := json.Marshal(r)
 		req, err := http.NewRequestWithContext(ctx, "POST", "http://"+cfg.APIAddr+"/api/v1/routes", bytes.NewReader(b))
