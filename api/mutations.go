@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/trafficmanager/trafficmanager/activities"
+	"github.com/trafficmanager/trafficmanager/mutations"
 	"github.com/trafficmanager/trafficmanager/routes"
 	"github.com/trafficmanager/trafficmanager/workflows"
 )
@@ -223,9 +224,6 @@ func temporalError(err error) error {
 	if errors.As(err, &unavailable) {
 		return Unavailable("the workflow service is unavailable")
 	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return err
-	}
 	return err
 }
 
@@ -290,7 +288,7 @@ func (s *Server) getMutation(c *gin.Context) {
 	out := mutationStatus{
 		WorkflowID: wfID,
 		RunID:      info.GetExecution().GetRunId(),
-		Status:     statusName(info.GetStatus()),
+		Status:     mutations.StatusName(info.GetStatus()),
 		Steps:      workflows.Steps{Committed: workflows.StepPending, Invalidated: workflows.StepPending, Published: workflows.StepPending, Audited: workflows.StepPending},
 	}
 	var st workflows.Status
@@ -321,26 +319,6 @@ func (s *Server) getMutation(c *gin.Context) {
 		out.Route = routes.Key{Tenant: parts[1], Service: parts[2], Env: parts[3], Version: parts[4]}
 	}
 	c.JSON(http.StatusOK, out)
-}
-
-func statusName(s enumspb.WorkflowExecutionStatus) string {
-	switch s {
-	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
-		return "running"
-	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
-		return "completed"
-	case enumspb.WORKFLOW_EXECUTION_STATUS_FAILED:
-		return "failed"
-	case enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED:
-		return "canceled"
-	case enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED:
-		return "terminated"
-	case enumspb.WORKFLOW_EXECUTION_STATUS_TIMED_OUT:
-		return "timed_out"
-	case enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW:
-		return "continued_as_new"
-	}
-	return "unknown"
 }
 
 func truncate(s string) string {

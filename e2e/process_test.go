@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -99,13 +98,11 @@ func testenvDSN(p *platform) string { return p.pool.Config().ConnString() }
 
 func TestAKilledWorkerIsReplacedAndItsMutationsFinish(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
 	kport, err := devstack.FreePort()
 	require.NoError(t, err)
 	kf, err := devstack.StartKafka(kport, topic, 3)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = kf.Stop() })
-	_ = dir
 	// The in-process platform has no worker of its own on this queue: the
 	// worker is a separate process we can SIGKILL.
 	p := startPlatformWith(t, platformOptions{ackTimeout: 10 * time.Second, brokers: kf.Brokers, noWorker: true})
@@ -204,5 +201,4 @@ func TestSIGTERMDrainsTwoHundredInFlightWrites(t *testing.T) {
 	}
 	t.Logf("drain: %d requests in flight at SIGTERM, %d failed, exited %s after the signal", n, failed, exited.Round(time.Millisecond))
 	require.Zero(t, failed, "codes: %v", codes)
-	_ = context.Background()
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,14 +19,12 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/trafficmanager/trafficmanager/activities"
-	"github.com/trafficmanager/trafficmanager/api"
 	"github.com/trafficmanager/trafficmanager/audit"
 	"github.com/trafficmanager/trafficmanager/cache"
 	"github.com/trafficmanager/trafficmanager/events"
 	"github.com/trafficmanager/trafficmanager/internal/devstack"
 	"github.com/trafficmanager/trafficmanager/internal/testenv"
 	"github.com/trafficmanager/trafficmanager/mutations"
-	"github.com/trafficmanager/trafficmanager/observability"
 	"github.com/trafficmanager/trafficmanager/routes"
 	"github.com/trafficmanager/trafficmanager/worker"
 )
@@ -42,31 +39,8 @@ type retryPlatform struct {
 
 func startRetryPlatform(t *testing.T) *retryPlatform {
 	t.Helper()
-	ctx := context.Background()
-	log := zaptest.NewLogger(t)
-	p := &platform{
-		pool:    testenv.Postgres(t),
-		rdb:     testenv.Redis(t),
-		brokers: testenv.Kafka(t, topic, 3),
-		mongo:   testenv.Mongo(t),
-		queue:   testenv.Name(t, "tq"),
-	}
-	tmp := testenv.Temporal(t)
-	tc, err := client.DialContext(ctx, client.Options{HostPort: tmp.Address, Namespace: "default", Logger: observability.NewTemporalLogger(log)})
-	require.NoError(t, err)
-	t.Cleanup(tc.Close)
-	p.tc = tc
-	auditStore := audit.NewStore(p.mongo)
-	require.NoError(t, auditStore.EnsureIndexes(ctx, 0))
-
-	reg := observability.NewRegistry()
-	srv := api.New(api.Options{
-		Temporal: tc, TaskQueue: p.queue, Routes: routes.NewStore(p.pool), Audit: auditStore,
-		AckTimeout: 10 * time.Second, Metrics: observability.NewWriteMetrics(reg), Registry: reg, Log: log,
-	})
-	p.api = httptest.NewServer(srv.Handler())
-	t.Cleanup(p.api.Close)
-	return &retryPlatform{platform: p, temporalAddr: tmp.Address, audit: auditStore}
+	p := startPlatformWith(t, platformOptions{ackTimeout: 10 * time.Second, noWorker: true})
+	return &retryPlatform{platform: p, temporalAddr: testenv.Temporal(t).Address, audit: audit.NewStore(p.mongo)}
 }
 
 // startWorker starts a worker on the platform's queue whose events go to

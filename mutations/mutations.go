@@ -74,7 +74,7 @@ func ListFailed(ctx context.Context, c client.Client, namespace string, since ti
 			f := Failed{
 				WorkflowID: id,
 				RunID:      latest.GetExecution().GetRunId(),
-				Status:     statusName(latest.GetStatus()),
+				Status:     StatusName(latest.GetStatus()),
 				StartTime:  latest.GetStartTime().AsTime(),
 				CloseTime:  latest.GetCloseTime().AsTime(),
 			}
@@ -109,8 +109,27 @@ func latestRun(ctx context.Context, c client.Client, workflowID string) (*workfl
 	return info, true, nil
 }
 
-func statusName(s enumspb.WorkflowExecutionStatus) string {
-	return strings.ToLower(strings.TrimPrefix(s.String(), "WORKFLOW_EXECUTION_STATUS_"))
+// StatusName renders a workflow status as the API and CLI show it:
+// running, completed, failed, canceled, terminated, timed_out,
+// continued_as_new.
+func StatusName(s enumspb.WorkflowExecutionStatus) string {
+	switch s {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		return "running"
+	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		return "completed"
+	case enumspb.WORKFLOW_EXECUTION_STATUS_FAILED:
+		return "failed"
+	case enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED:
+		return "canceled"
+	case enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED:
+		return "terminated"
+	case enumspb.WORKFLOW_EXECUTION_STATUS_TIMED_OUT:
+		return "timed_out"
+	case enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW:
+		return "continued_as_new"
+	}
+	return "unknown"
 }
 
 // ErrNotRetryable says the mutation is running or has completed.
@@ -128,7 +147,7 @@ func Retry(ctx context.Context, c client.Client, namespace, workflowID, reason s
 	info := desc.GetWorkflowExecutionInfo()
 	switch info.GetStatus() {
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
-		return "", fmt.Errorf("%s is %s: %w", workflowID, statusName(info.GetStatus()), ErrNotRetryable)
+		return "", fmt.Errorf("%s is %s: %w", workflowID, StatusName(info.GetStatus()), ErrNotRetryable)
 	}
 	runID := info.GetExecution().GetRunId()
 	first, err := firstWorkflowTaskCompleted(ctx, c, workflowID, runID)
