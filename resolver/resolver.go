@@ -356,8 +356,13 @@ func (r *Resolver) fromRedis(ctx context.Context, key string, k routes.Key) (*en
 }
 
 // fetch reads key from Postgres (the caller has just missed Redis) and
-// fills the caches.
+// fills the caches. A request that missed L1 and Redis just before another
+// flight for the same key finished finds that flight's answer in L1 here,
+// so concurrent misses still cost one query.
 func (r *Resolver) fetch(ctx context.Context, key string, k routes.Key) (*entry, error) {
+	if e, ok := r.l1.GetIfPresent(key); ok && e.kind != kindTombstone && r.clock.NowNano() < e.freshUntil {
+		return e, nil
+	}
 	e, err := r.query(ctx, k)
 	if err != nil {
 		return nil, err
