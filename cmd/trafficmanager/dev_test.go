@@ -447,7 +447,10 @@ func TestDevStack(t *testing.T) {
 	require.Equal(t, 0, code, "dev exit code; stderr:\n%s", d.stderr.String())
 	requireAllGone(t, procs)
 
-	// 6. restart on the same data and ports: Postgres kept the route
+	// 6. restart on the same data: Postgres kept the route. Fresh ports:
+	// while dev was down, a parallel test may have taken the old ones.
+	ports = freeDevPorts(t)
+	apiURL = "http://" + ports.api
 	d = startDev(t, bin, dataDir, ports)
 	res = runCLI(t, bin, nil, "routes", "get", "--api-url", apiURL, "--output", "json",
 		"--tenant", k.Tenant, "--service", k.Service, "--env", k.Env, "--version", k.Version)
