@@ -6,11 +6,13 @@ package activities
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 
 	"github.com/trafficmanager/trafficmanager/audit"
+	"github.com/trafficmanager/trafficmanager/cache"
 	"github.com/trafficmanager/trafficmanager/events"
 	"github.com/trafficmanager/trafficmanager/routes"
 )
@@ -23,24 +25,29 @@ const (
 	ErrTypeConflict = "Conflict"
 )
 
-// RouteStore applies a mutation in one transaction.
+// RouteStore applies a mutation, or creates a batch of routes, in one
+// transaction.
 type RouteStore interface {
 	Apply(ctx context.Context, m routes.Mutation) (routes.Result, error)
+	CreateBatch(ctx context.Context, ms []routes.Mutation) ([]routes.Result, error)
 }
 
-// Invalidator drops a route's shared cache entry.
+// Invalidator drops routes' shared cache entries.
 type Invalidator interface {
 	Invalidate(ctx context.Context, k routes.Key, revision int64) error
+	InvalidateMany(ctx context.Context, changes []cache.Invalidation) error
 }
 
-// Publisher publishes a route event.
+// Publisher publishes route events.
 type Publisher interface {
 	Publish(ctx context.Context, e events.Event) error
+	PublishMany(ctx context.Context, es []events.Event) error
 }
 
 // AuditWriter inserts one audit document per event id.
 type AuditWriter interface {
 	Insert(ctx context.Context, doc audit.Document) (bool, error)
+	InsertMany(ctx context.Context, docs []audit.Document) (int, error)
 }
 
 // Activities holds the clients the activities use. Built in worker/; a nil
@@ -59,21 +66,45 @@ type Activities struct {
 // retried by the workflow's policy.
 func (a *Activities) Commit(ctx context.Context, m routes.Mutation) (routes.Result, error) {
 	res, err := a.Routes.Apply(ctx, m)
+	return res, commitError(err)
+}
+
+// CommitBatch creates a batch of routes in one transaction; errors are
+// classified as Commit's are.
+func (a *Activities) CommitBatch(ctx context.Context, ms []routes.Mutation) ([]routes.Result, error) {
+	res, err := a.Routes.CreateBatch(ctx, ms)
+	return res, commitError(err)
+}
+
+// commitError turns the store's domain errors into non-retryable
+// application errors and leaves the rest retryable.
+func commitError(err error) error {
 	if err == nil {
-		return res, nil
+		return nil
 	}
 	var inv *routes.InvalidError
 	switch {
 	case errors.As(err, &inv):
-		return res, temporal.NewNonRetryableApplicationError(inv.Error(), ErrTypeInvalid, nil)
+		return temporal.NewNonRetryableApplicationError(inv.Error(), ErrTypeInvalid, nil)
 	case errors.Is(err, routes.ErrInvalid):
-		return res, temporal.NewNonRetryableApplicationError("invalid argument", ErrTypeInvalid, nil)
+		return temporal.NewNonRetryableApplicationError("invalid argument", ErrTypeInvalid, nil)
 	case errors.Is(err, routes.ErrNotFound):
-		return res, temporal.NewNonRetryableApplicationError("route not found", ErrTypeNotFound, nil)
+		return temporal.NewNonRetryableApplicationError("route not found", ErrTypeNotFound, nil)
 	case errors.Is(err, routes.ErrConflict):
-		return res, temporal.NewNonRetryableApplicationError("route already exists with another url", ErrTypeConflict, nil)
+		return temporal.NewNonRetryableApplicationError(conflictMessage(err), ErrTypeConflict, nil)
 	}
-	return res, err
+	return err
+}
+
+// conflictMessage keeps the store's description of a batch conflict (it
+// names the route); a single mutation's conflict has one fixed message.
+func conflictMessage(err error) string {
+	const marker = "routes["
+	msg := err.Error()
+	if i := strings.Index(msg, marker); i >= 0 {
+		return msg[i:]
+	}
+	return "route already exists with another url"
 }
 
 // Invalidate deletes the route's Redis entry (positive or negative) and
@@ -94,5 +125,29 @@ func (a *Activities) Publish(ctx context.Context, e events.Event) error {
 // Audit inserts the event's audit document; a duplicate is success.
 func (a *Activities) Audit(ctx context.Context, e events.Event) error {
 	_, err := a.AuditLog.Insert(ctx, audit.FromEvent(e, "workflow"))
+	return err
+}
+
+// InvalidateMany drops the cached answers of a batch's changed routes.
+func (a *Activities) InvalidateMany(ctx context.Context, changes []cache.Invalidation) error {
+	if a.Cache == nil {
+		return nil
+	}
+	return a.Cache.InvalidateMany(ctx, changes)
+}
+
+// PublishMany sends a batch's events; a retry re-sends all of them with the
+// same event ids.
+func (a *Activities) PublishMany(ctx context.Context, es []events.Event) error {
+	return a.Events.PublishMany(ctx, es)
+}
+
+// AuditMany inserts a batch's audit documents, skipping those already there.
+func (a *Activities) AuditMany(ctx context.Context, es []events.Event) error {
+	docs := make([]audit.Document, len(es))
+	for i, e := range es {
+		docs[i] = audit.FromEvent(e, "workflow")
+	}
+	_, err := a.AuditLog.InsertMany(ctx, docs)
 	return err
 }

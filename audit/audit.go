@@ -5,10 +5,12 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/trafficmanager/trafficmanager/events"
 )
@@ -101,4 +103,43 @@ func (s *Store) Insert(ctx context.Context, doc Document) (inserted bool, err er
 		return false, fmt.Errorf("insert audit %s: %w", doc.EventID, err)
 	}
 	return true, nil
+}
+
+// InsertMany stores each document once, in one unordered bulk insert.
+// Documents whose event id is already present are skipped, so a retry of a
+// partly applied batch completes it without duplicates. It returns how many
+// documents were new.
+func (s *Store) InsertMany(ctx context.Context, docs []Document) (inserted int, err error) {
+	if len(docs) == 0 {
+		return 0, nil
+	}
+	now := s.now().UTC()
+	batch := make([]any, len(docs))
+	for i, d := range docs {
+		if d.ProcessedAt.IsZero() {
+			d.ProcessedAt = now
+		}
+		batch[i] = d
+	}
+	res, err := s.coll.InsertMany(ctx, batch, options.InsertMany().SetOrdered(false))
+	if res != nil {
+		inserted = len(res.InsertedIDs)
+	}
+	var bulk mongo.BulkWriteException
+	if errors.As(err, &bulk) && bulk.WriteConcernError == nil && onlyDuplicates(bulk.WriteErrors) {
+		return len(docs) - len(bulk.WriteErrors), nil
+	}
+	if err != nil {
+		return inserted, fmt.Errorf("insert %d audit documents: %w", len(docs), err)
+	}
+	return inserted, nil
+}
+
+func onlyDuplicates(errs []mongo.BulkWriteError) bool {
+	for _, e := range errs {
+		if e.Code != 11000 {
+			return false
+		}
+	}
+	return len(errs) > 0
 }

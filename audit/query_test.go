@@ -310,3 +310,31 @@ func TestAuditQueriesAgainstAnUnreachableServerAreUnavailable(t *testing.T) {
 	_, err = store.ByAction(ctx, routes.ActionCreated, Page{})
 	require.True(t, errors.Is(err, ErrUnavailable), "got %v", err)
 }
+
+func TestAuditInsertManySkipsDocumentsAlreadyPresent(t *testing.T) {
+	store := NewStore(testenv.Mongo(t))
+	ctx := context.Background()
+	require.NoError(t, store.EnsureIndexes(ctx, 0))
+	tenant := testenv.Name(t, "team")
+	docs := make([]Document, 200)
+	for i := range docs {
+		docs[i] = Document{
+			EventID: fmt.Sprintf("%s-%d", tenant, i), EventType: "route_changed", Action: "created",
+			Route: RouteRef{Tenant: tenant, Service: "payments", Env: "prod", Version: fmt.Sprintf("v%d", i)},
+			URL:   "https://x.example", OccurredAt: time.Now().UTC(),
+		}
+	}
+	// A first attempt that stored only some documents, then the retry of all.
+	n, err := store.InsertMany(ctx, docs[:70])
+	require.NoError(t, err)
+	require.Equal(t, 70, n)
+	n, err = store.InsertMany(ctx, docs)
+	require.NoError(t, err)
+	require.Equal(t, 130, n)
+	n, err = store.InsertMany(ctx, docs)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	count, err := store.Collection().CountDocuments(ctx, bson.D{{Key: "route.tenant", Value: tenant}})
+	require.NoError(t, err)
+	require.EqualValues(t, 200, count)
+}

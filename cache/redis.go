@@ -112,3 +112,35 @@ func (r *Redis) Fill(ctx context.Context, k routes.Key, e Entry, ttl time.Durati
 	}
 	return n == 1, nil
 }
+
+// Invalidation names one route change to drop from the cache.
+type Invalidation struct {
+	Key      routes.Key `json:"key"`
+	Revision int64      `json:"revision"`
+}
+
+// InvalidateMany is Invalidate for many routes in one pipelined round trip.
+func (r *Redis) InvalidateMany(ctx context.Context, changes []Invalidation) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	// The script is loaded first so the pipeline can use EVALSHA: a
+	// pipelined EVALSHA cannot fall back to EVAL on NOSCRIPT by itself.
+	if err := invalidateScript.Load(ctx, r.c).Err(); err != nil {
+		return fmt.Errorf("invalidate %d routes: %w", len(changes), err)
+	}
+	pipe := r.c.Pipeline()
+	for _, ch := range changes {
+		invalidateScript.EvalSha(ctx, pipe, []string{Key(ch.Key), floorKey(ch.Key)}, ch.Revision, r.floorTTL.Milliseconds())
+	}
+	cmds, err := pipe.Exec(ctx)
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("invalidate %d routes: %w", len(changes), err)
+	}
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("invalidate %d routes: %w", len(changes), err)
+		}
+	}
+	return nil
+}

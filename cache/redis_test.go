@@ -52,3 +52,31 @@ func TestAnOlderReadNeverReplacesANewerRevision(t *testing.T) {
 	require.False(t, ok)
 	require.Equal(t, "route:"+k.String(), cache.Key(k))
 }
+
+func TestInvalidateManyDropsEveryEntryAndRaisesEachFloor(t *testing.T) {
+	ctx := context.Background()
+	rdb := testenv.Redis(t)
+	c := cache.NewRedis(rdb, time.Minute)
+	tenant := testenv.Name(t, "team")
+	var changes []cache.Invalidation
+	for i := range 50 {
+		k := routes.Key{Tenant: tenant, Service: "payments", Env: "prod", Version: "v" + string(rune('a'+i%26)) + string(rune('a'+i/26))}
+		ok, err := c.Fill(ctx, k, cache.Entry{Found: true, URL: "https://old.example", Revision: 1}, time.Minute)
+		require.NoError(t, err)
+		require.True(t, ok)
+		changes = append(changes, cache.Invalidation{Key: k, Revision: 2})
+	}
+	// A script cache flushed by a Redis restart must not break the pipeline.
+	require.NoError(t, rdb.ScriptFlush(ctx).Err())
+	require.NoError(t, c.InvalidateMany(ctx, changes))
+	require.NoError(t, c.InvalidateMany(ctx, changes), "idempotent")
+	for _, ch := range changes {
+		_, hit, err := c.Get(ctx, ch.Key)
+		require.NoError(t, err)
+		require.False(t, hit, "%s dropped", ch.Key)
+		ok, err := c.Fill(ctx, ch.Key, cache.Entry{Found: true, URL: "https://old.example", Revision: 1}, time.Minute)
+		require.NoError(t, err)
+		require.False(t, ok, "%s: the floor refuses the old revision", ch.Key)
+	}
+	require.NoError(t, c.InvalidateMany(ctx, nil))
+}

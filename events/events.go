@@ -100,19 +100,47 @@ func NewPublisher(brokers []string, topic string) *Publisher {
 
 // Publish sends e keyed by its route and returns once the broker acked it.
 func (p *Publisher) Publish(ctx context.Context, e Event) error {
-	value, err := json.Marshal(e)
+	msg, err := message(e)
 	if err != nil {
-		return fmt.Errorf("encode event %s: %w", e.EventID, err)
-	}
-	msg := kafka.Message{
-		Key:     []byte(e.Key().String()),
-		Value:   value,
-		Headers: []kafka.Header{{Key: "event_id", Value: []byte(e.EventID)}},
+		return err
 	}
 	if err := p.w.WriteMessages(ctx, msg); err != nil {
 		return fmt.Errorf("publish event %s: %w", e.EventID, err)
 	}
 	return nil
+}
+
+// PublishMany sends every event in as few produce requests as the writer's
+// batch size allows and returns once the broker acked all of them. On
+// error some may have been written; a retry re-sends them all with the
+// same event ids.
+func (p *Publisher) PublishMany(ctx context.Context, es []Event) error {
+	if len(es) == 0 {
+		return nil
+	}
+	msgs := make([]kafka.Message, len(es))
+	for i, e := range es {
+		var err error
+		if msgs[i], err = message(e); err != nil {
+			return err
+		}
+	}
+	if err := p.w.WriteMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("publish %d events: %w", len(es), err)
+	}
+	return nil
+}
+
+func message(e Event) (kafka.Message, error) {
+	value, err := json.Marshal(e)
+	if err != nil {
+		return kafka.Message{}, fmt.Errorf("encode event %s: %w", e.EventID, err)
+	}
+	return kafka.Message{
+		Key:     []byte(e.Key().String()),
+		Value:   value,
+		Headers: []kafka.Header{{Key: "event_id", Value: []byte(e.EventID)}},
+	}, nil
 }
 
 // Close flushes and closes the writer.

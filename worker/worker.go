@@ -26,7 +26,7 @@ type Options struct {
 	StopTimeout time.Duration
 }
 
-// New returns a worker on taskQueue with RouteMutation and every activity of
+// New returns a worker on taskQueue with RouteMutation, RouteBatch and every activity of
 // acts registered. Start it with Run or Start/Stop.
 func New(c client.Client, taskQueue string, acts *activities.Activities, o Options) sdkworker.Worker {
 	if o.StopTimeout == 0 {
@@ -46,6 +46,7 @@ func Register(r interface {
 	RegisterActivityWithOptions(any, activity.RegisterOptions)
 }, acts *activities.Activities) {
 	r.RegisterWorkflowWithOptions(workflows.RouteMutation, workflow.RegisterOptions{Name: workflows.WorkflowType})
+	r.RegisterWorkflowWithOptions(workflows.RouteBatch, workflow.RegisterOptions{Name: workflows.BatchWorkflowType})
 	r.RegisterActivityWithOptions(acts, activity.RegisterOptions{})
 }
 

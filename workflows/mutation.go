@@ -147,6 +147,18 @@ func (m *mutation) awaitCommit(ctx workflow.Context) (CommitOutput, error) {
 
 func (m *mutation) commit(ctx workflow.Context) (routes.Result, error) {
 	var a *activities.Activities
+	mut := m.in.Mutation
+	mut.EventID = m.in.EventID // a re-run of this mutation is recognised by the store
+	var res routes.Result
+	err := commitUntilDecided(ctx, func(lctx workflow.Context) workflow.Future {
+		return workflow.ExecuteLocalActivity(lctx, a.Commit, mut)
+	}, &res)
+	return res, err
+}
+
+// commitUntilDecided runs a commit local activity until it succeeds or is
+// rejected (validation, not found, conflict), decoding its result into out.
+func commitUntilDecided(ctx workflow.Context, run func(workflow.Context) workflow.Future, out any) error {
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
 		// Without it the SDK bounds all attempts by StartToCloseTimeout: a
@@ -154,18 +166,15 @@ func (m *mutation) commit(ctx workflow.Context) (routes.Result, error) {
 		ScheduleToCloseTimeout: commitGiveUpAfter,
 		RetryPolicy:            commitRetry,
 	})
-	mut := m.in.Mutation
-	mut.EventID = m.in.EventID // a re-run of this mutation is recognised by the store
 	for {
-		var res routes.Result
-		err := workflow.ExecuteLocalActivity(lctx, a.Commit, mut).Get(ctx, &res)
+		err := run(lctx).Get(ctx, out)
 		if err == nil || isRejection(err) {
-			return res, err
+			return err
 		}
 		// Not a decision about the mutation (the retry window ran out):
 		// keep trying; the caller was answered 202 long ago.
 		if err := workflow.Sleep(ctx, commitRetry.MaximumInterval); err != nil {
-			return res, err
+			return err
 		}
 	}
 }
@@ -191,11 +200,16 @@ func isRejection(err error) bool {
 // a rejected mutation is answered (4xx), not an operational failure to retry.
 func (m *mutation) reject(err error) {
 	m.status.Steps = Steps{StepRejected, StepSkipped, StepSkipped, StepSkipped}
-	m.status.Error = err.Error()
+	m.status.Error, m.status.ErrorType = rejectionOf(err)
+}
+
+// rejectionOf returns a rejected commit's message and error type.
+func rejectionOf(err error) (msg, errType string) {
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
-		m.status.Error, m.status.ErrorType = appErr.Message(), appErr.Type()
+		return appErr.Message(), appErr.Type()
 	}
+	return err.Error(), ""
 }
 
 // sideEffects runs invalidation, publish and audit as local activities, in
@@ -216,18 +230,28 @@ func (m *mutation) sideEffects(ctx workflow.Context, res routes.Result) {
 	ev.WorkflowID, ev.RunID = info.WorkflowExecution.ID, info.WorkflowExecution.RunID
 	ev.Principal = m.in.Principal
 	key := res.Route.Key()
-	steps := []struct {
-		run   func(workflow.Context) workflow.Future
-		state *string
-	}{
+	steps := []sideEffect{
 		{func(c workflow.Context) workflow.Future {
 			return workflow.ExecuteLocalActivity(c, a.Invalidate, key, res.Route.Revision)
 		}, &m.status.Steps.Invalidated},
 		{func(c workflow.Context) workflow.Future { return workflow.ExecuteLocalActivity(c, a.Publish, ev) }, &m.status.Steps.Published},
 		{func(c workflow.Context) workflow.Future { return workflow.ExecuteLocalActivity(c, a.Audit, ev) }, &m.status.Steps.Audited},
 	}
-	first := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout: firstAttemptTimeout,
+	runSideEffects(ctx, steps, firstAttemptTimeout)
+}
+
+// sideEffect is one step after the commit: how to run it as a local
+// activity, and where to record that it is done.
+type sideEffect struct {
+	run   func(workflow.Context) workflow.Future
+	state *string
+}
+
+// runSideEffects runs the steps in parallel: a first attempt bounded by
+// first, then durable retries until each has succeeded.
+func runSideEffects(ctx workflow.Context, steps []sideEffect, first time.Duration) {
+	firstCtx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: first,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
 	})
 	durable := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
@@ -240,7 +264,7 @@ func (m *mutation) sideEffects(ctx workflow.Context, res routes.Result) {
 		wg.Add(1)
 		workflow.Go(ctx, func(gctx workflow.Context) {
 			defer wg.Done()
-			if s.run(first).Get(gctx, nil) == nil {
+			if s.run(firstCtx).Get(gctx, nil) == nil {
 				*s.state = StepDone
 				return
 			}

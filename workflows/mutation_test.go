@@ -14,6 +14,7 @@ import (
 
 	"github.com/trafficmanager/trafficmanager/activities"
 	"github.com/trafficmanager/trafficmanager/audit"
+	"github.com/trafficmanager/trafficmanager/cache"
 	"github.com/trafficmanager/trafficmanager/events"
 	"github.com/trafficmanager/trafficmanager/internal/testenv"
 	"github.com/trafficmanager/trafficmanager/routes"
@@ -44,6 +45,22 @@ func (p *recordingPublisher) Publish(_ context.Context, e events.Event) error {
 	return nil
 }
 
+func (p *recordingPublisher) PublishMany(ctx context.Context, es []events.Event) error {
+	p.mu.Lock()
+	p.calls++
+	fail := p.calls <= p.failures
+	if !fail {
+		for _, e := range es {
+			p.ids = append(p.ids, e.EventID)
+		}
+	}
+	p.mu.Unlock()
+	if fail {
+		return errors.New("broker unavailable")
+	}
+	return nil
+}
+
 type recordingAudit struct {
 	mu   sync.Mutex
 	docs map[string]audit.Document
@@ -62,6 +79,16 @@ func (a *recordingAudit) Insert(_ context.Context, d audit.Document) (bool, erro
 	return true, nil
 }
 
+func (a *recordingAudit) InsertMany(ctx context.Context, docs []audit.Document) (int, error) {
+	n := 0
+	for _, d := range docs {
+		if ok, _ := a.Insert(ctx, d); ok {
+			n++
+		}
+	}
+	return n, nil
+}
+
 type recordingCache struct {
 	mu   sync.Mutex
 	keys []string
@@ -71,6 +98,13 @@ func (c *recordingCache) Invalidate(_ context.Context, k routes.Key, _ int64) er
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.keys = append(c.keys, k.String())
+	return nil
+}
+
+func (c *recordingCache) InvalidateMany(ctx context.Context, changes []cache.Invalidation) error {
+	for _, ch := range changes {
+		_ = c.Invalidate(ctx, ch.Key, ch.Revision)
+	}
 	return nil
 }
 

@@ -1,0 +1,173 @@
+package workflows
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/trafficmanager/trafficmanager/activities"
+	"github.com/trafficmanager/trafficmanager/cache"
+	"github.com/trafficmanager/trafficmanager/events"
+	"github.com/trafficmanager/trafficmanager/routes"
+)
+
+// BatchWorkflowType is the registered name of RouteBatch.
+const BatchWorkflowType = "RouteBatch"
+
+// BatchInput is the input of RouteBatch: up to routes.MaxBatch creations of
+// one tenant. Each route's event id derives from BatchID and its position
+// (BatchEventID), so a re-run sends the same ids.
+type BatchInput struct {
+	Mutations []routes.Mutation `json:"mutations"`
+	BatchID   string            `json:"batch_id"`
+	Principal string            `json:"principal,omitempty"`
+}
+
+// BatchStatus is what the status query and the workflow result of a batch
+// report. Results (in input order, with EventIDs) are set once committed.
+type BatchStatus struct {
+	Action    routes.Action   `json:"action"`
+	Tenant    string          `json:"tenant"`
+	BatchID   string          `json:"batch_id"`
+	Routes    int             `json:"routes"`
+	Created   int             `json:"created"`
+	Unchanged int             `json:"unchanged"`
+	Results   []routes.Result `json:"results,omitempty"`
+	EventIDs  []string        `json:"event_ids,omitempty"`
+	Steps     Steps           `json:"steps"`
+	Error     string          `json:"error,omitempty"`
+	ErrorType string          `json:"error_type,omitempty"`
+}
+
+// BatchCommitOutput is what the commit update of a batch returns.
+type BatchCommitOutput struct {
+	Results  []routes.Result `json:"results"`
+	EventIDs []string        `json:"event_ids"`
+}
+
+// batchFirstAttemptTimeout bounds the first attempt of a batch's side
+// effects (a thousand audit documents take longer than one).
+const batchFirstAttemptTimeout = 5 * time.Second
+
+// BatchEventID is the event id of the i-th route of a batch: a name-based
+// UUID, so it is the same on every run of the workflow.
+func BatchEventID(batchID string, i int) string {
+	return uuid.NewSHA1(uuid.NameSpaceURL, []byte("trafficmanager:batch:"+batchID+":"+strconv.Itoa(i))).String()
+}
+
+// BatchWorkflowID returns the id of a batch workflow:
+// batch/{tenant}/created/{key}.
+func BatchWorkflowID(tenant, key string) string {
+	return "batch/" + tenant + "/" + string(routes.ActionCreated) + "/" + key
+}
+
+// BatchSearchAttributes returns the attributes of a batch workflow.
+func BatchSearchAttributes(tenant string) temporal.SearchAttributes {
+	return temporal.NewSearchAttributes(
+		AttrTenant.ValueSet(tenant),
+		AttrAction.ValueSet(string(routes.ActionCreated)),
+	)
+}
+
+// RouteBatch creates up to routes.MaxBatch routes of one tenant: one
+// Postgres transaction for all of them (the "commit" update returns once it
+// is decided), then the invalidations, events and audit documents of the
+// routes it created, each kind in one round trip and retried until done —
+// the same guarantees as RouteMutation, per route.
+func RouteBatch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
+	b := &batch{in: in, status: BatchStatus{
+		Action:  routes.ActionCreated,
+		BatchID: in.BatchID,
+		Routes:  len(in.Mutations),
+		Steps:   Steps{StepPending, StepPending, StepPending, StepPending},
+	}}
+	if len(in.Mutations) > 0 {
+		b.status.Tenant = in.Mutations[0].Key.Tenant
+	}
+	return b.run(ctx)
+}
+
+type batch struct {
+	in        BatchInput
+	status    BatchStatus
+	committed bool
+	commitErr error
+}
+
+func (b *batch) run(ctx workflow.Context) (BatchStatus, error) {
+	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (BatchStatus, error) {
+		st := b.status
+		st.Results, st.EventIDs = nil, nil // counts and steps; the results are in the update's answer
+		return st, nil
+	}); err != nil {
+		return b.status, err
+	}
+	if err := workflow.SetUpdateHandler(ctx, CommitUpdate, b.awaitCommit); err != nil {
+		return b.status, err
+	}
+
+	ms := make([]routes.Mutation, len(b.in.Mutations))
+	ids := make([]string, len(ms))
+	for i, m := range b.in.Mutations {
+		ids[i] = BatchEventID(b.in.BatchID, i)
+		m.EventID = ids[i]
+		ms[i] = m
+	}
+	var a *activities.Activities
+	var res []routes.Result
+	err := commitUntilDecided(ctx, func(lctx workflow.Context) workflow.Future {
+		return workflow.ExecuteLocalActivity(lctx, a.CommitBatch, ms)
+	}, &res)
+	b.committed, b.commitErr = true, err
+	if err != nil {
+		b.status.Steps = Steps{StepRejected, StepSkipped, StepSkipped, StepSkipped}
+		b.status.Error, b.status.ErrorType = rejectionOf(err)
+		return b.finish(ctx)
+	}
+	b.status.Results, b.status.EventIDs = res, ids
+	b.status.Steps.Committed = StepDone
+
+	var changes []cache.Invalidation
+	var evs []events.Event
+	info := workflow.GetInfo(ctx)
+	for i, r := range res {
+		if !r.Changed {
+			continue
+		}
+		changes = append(changes, cache.Invalidation{Key: r.Route.Key(), Revision: r.Route.Revision})
+		ev := events.FromResult(ids[i], routes.ActionCreated, r, ms[i].ChangedBy)
+		ev.WorkflowID, ev.RunID, ev.Principal = info.WorkflowExecution.ID, info.WorkflowExecution.RunID, b.in.Principal
+		evs = append(evs, ev)
+	}
+	b.status.Created, b.status.Unchanged = len(evs), len(res)-len(evs)
+	if len(evs) == 0 {
+		b.status.Steps.Invalidated, b.status.Steps.Published, b.status.Steps.Audited = StepSkipped, StepSkipped, StepSkipped
+		return b.finish(ctx)
+	}
+	runSideEffects(ctx, []sideEffect{
+		{func(c workflow.Context) workflow.Future { return workflow.ExecuteLocalActivity(c, a.InvalidateMany, changes) }, &b.status.Steps.Invalidated},
+		{func(c workflow.Context) workflow.Future { return workflow.ExecuteLocalActivity(c, a.PublishMany, evs) }, &b.status.Steps.Published},
+		{func(c workflow.Context) workflow.Future { return workflow.ExecuteLocalActivity(c, a.AuditMany, evs) }, &b.status.Steps.Audited},
+	}, batchFirstAttemptTimeout)
+	return b.finish(ctx)
+}
+
+func (b *batch) awaitCommit(ctx workflow.Context) (BatchCommitOutput, error) {
+	if err := workflow.Await(ctx, func() bool { return b.committed }); err != nil {
+		return BatchCommitOutput{}, err
+	}
+	if b.commitErr != nil {
+		return BatchCommitOutput{}, b.commitErr
+	}
+	return BatchCommitOutput{Results: b.status.Results, EventIDs: b.status.EventIDs}, nil
+}
+
+func (b *batch) finish(ctx workflow.Context) (BatchStatus, error) {
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return b.status, err
+	}
+	return b.status, nil
+}
