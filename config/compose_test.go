@@ -92,6 +92,7 @@ func TestEveryBadVariableIsReportedOnItsOwnLine(t *testing.T) {
 	require.EqualValues(t, 10e9, cfg.NegativeCacheTTL)
 	require.EqualValues(t, 5e9, cfg.WriteAckTimeout)
 	require.True(t, cfg.Auth)
+	require.False(t, cfg.Pprof, "TM_PPROF is opt-in")
 	require.EqualError(t, cfg.Require("TM_DATABASE_URL", "TM_TEMPORAL_ADDRESS"), "TM_DATABASE_URL is required\nTM_TEMPORAL_ADDRESS is required")
 	require.Equal(t, "postgres://u:xxxxx@h/db", config.Config{DatabaseURL: "postgres://u:secret@h/db"}.Redacted().DatabaseURL)
 }

@@ -55,6 +55,11 @@ type Config struct {
 	// after /readyz turned 503, so load balancers (and connections already
 	// queued in the listen backlog) move on before the listener closes.
 	DrainDelay time.Duration // TM_DRAIN_DELAY
+
+	// Pprof mounts net/http/pprof under /debug/pprof/ on the api, resolver
+	// and worker listeners. Off by default: profiles expose internals and
+	// cost CPU while taken, so only turn it on where the listeners are private.
+	Pprof bool // TM_PPROF: on or off (default)
 }
 
 // Load reads the configuration through getenv (os.Getenv in main). It
@@ -99,6 +104,7 @@ func Load(getenv func(string) string) (Config, error) {
 		AuditRetention:  p.duration("TM_AUDIT_RETENTION", 0),
 		ShutdownTimeout: p.duration("TM_SHUTDOWN_TIMEOUT", 15*time.Second),
 		DrainDelay:      p.duration("TM_DRAIN_DELAY", time.Second),
+		Pprof:           p.onOff("TM_PPROF", false),
 	}
 	if c.DatabaseURL != "" {
 		if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {

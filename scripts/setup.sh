@@ -4,6 +4,7 @@
 #   - the Debian packages postgresql and redis-server (server binaries only:
 #     no system service is started; dev and the tests start private
 #     instances when the machine runs none),
+#   - the Debian package wrk (the HTTP load generator of `go tool task bench`),
 #   - the Temporal CLI v1.5.1 (`temporal server start-dev`).
 # Idempotent: a second run installs nothing and says "setup: ok".
 set -euo pipefail
@@ -33,10 +34,11 @@ have_pg_server() {
 missing=()
 have_pg_server || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
-    echo "setup: install ${missing[*]} with your package manager (no apt-get here), or set TM_DATABASE_URL / TM_REDIS_URL" >&2
+    echo "setup: install ${missing[*]} with your package manager (no apt-get here), or set TM_DATABASE_URL / TM_REDIS_URL (wrk is needed by the bench only)" >&2
     exit 1
   fi
   echo "setup: installing ${missing[*]}"

@@ -148,7 +148,9 @@ func (b *batch) run(ctx workflow.Context) (BatchStatus, error) {
 		return b.finish(ctx)
 	}
 	runSideEffects(ctx, []sideEffect{
-		{func(c workflow.Context) workflow.Future { return workflow.ExecuteLocalActivity(c, a.InvalidateMany, changes) }, &b.status.Steps.Invalidated},
+		{func(c workflow.Context) workflow.Future {
+			return workflow.ExecuteLocalActivity(c, a.InvalidateMany, changes)
+		}, &b.status.Steps.Invalidated},
 		{func(c workflow.Context) workflow.Future { return workflow.ExecuteLocalActivity(c, a.PublishMany, evs) }, &b.status.Steps.Published},
 		{func(c workflow.Context) workflow.Future { return workflow.ExecuteLocalActivity(c, a.AuditMany, evs) }, &b.status.Steps.Audited},
 	}, batchFirstAttemptTimeout)

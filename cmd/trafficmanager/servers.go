@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -127,7 +129,7 @@ func runAPI(ctx context.Context, cfg config.Config, log *zap.Logger, pool *pgxpo
 		opts.Audit = store
 	}
 	srv := api.New(opts)
-	return listenAndServe(ctx, cfg.APIAddr, srv.Handler(), cfg.ShutdownTimeout, drainer(cfg, srv.SetDraining), ready, log)
+	return listenAndServe(ctx, cfg.APIAddr, withPprof(cfg, srv.Handler()), cfg.ShutdownTimeout, drainer(cfg, srv.SetDraining), ready, log)
 }
 
 // drainer flips readiness to 503, then keeps serving for the drain delay.
@@ -136,6 +138,28 @@ func drainer(cfg config.Config, setDraining func()) func() {
 		setDraining()
 		time.Sleep(cfg.DrainDelay)
 	}
+}
+
+// withPprof serves net/http/pprof under /debug/pprof/ in front of h when
+// TM_PPROF=on, with no authentication (the variable is opt-in, for private
+// listeners); every other path goes to h after one prefix comparison.
+func withPprof(cfg config.Config, h http.Handler) http.Handler {
+	if !cfg.Pprof {
+		return h
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index) // also serves heap, goroutine, allocs, block, mutex
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // listenAndServe binds addr first (so a taken port fails fast and ready
@@ -237,5 +261,5 @@ func runWorker(ctx context.Context, cfg config.Config, log *zap.Logger, pool *pg
 		})
 	})
 	h.GET("/metrics", gin.WrapH(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
-	return listenAndServe(ctx, cfg.WorkerAddr, h, cfg.ShutdownTimeout, nil, ready, log)
+	return listenAndServe(ctx, cfg.WorkerAddr, withPprof(cfg, h), cfg.ShutdownTimeout, nil, ready, log)
 }
