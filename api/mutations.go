@@ -9,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	enumspb "go.temporal.io/api/enums/v1"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -259,12 +260,16 @@ type statusError struct {
 
 func (s *Server) getMutation(c *gin.Context) {
 	wfID := strings.TrimPrefix(c.Param("id"), "/")
-	if !strings.HasPrefix(wfID, "route/") || len(wfID) > 512 {
+	if len(wfID) > 512 {
 		WriteError(c, nil, MutationNotFound("no mutation "+truncate(wfID)))
 		return
 	}
+	if strings.HasPrefix(wfID, "batch/") {
+		s.getBatch(c, wfID)
+		return
+	}
 	parts := strings.Split(wfID, "/")
-	if len(parts) != 7 {
+	if !strings.HasPrefix(wfID, "route/") || len(parts) != 7 {
 		WriteError(c, nil, MutationNotFound("no mutation "+truncate(wfID)))
 		return
 	}
@@ -274,37 +279,18 @@ func (s *Server) getMutation(c *gin.Context) {
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 5*time.Second)
 	defer cancel()
-	desc, err := s.o.Temporal.DescribeWorkflowExecution(ctx, wfID, "")
-	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) {
-		WriteError(c, nil, MutationNotFound("no mutation "+truncate(wfID)))
+	info, ok := s.describe(c, ctx, wfID)
+	if !ok {
 		return
 	}
-	if err != nil {
-		WriteError(c, s.log, temporalError(err))
-		return
-	}
-	info := desc.GetWorkflowExecutionInfo()
 	out := mutationStatus{
 		WorkflowID: wfID,
 		RunID:      info.GetExecution().GetRunId(),
-		Status:     mutations.StatusName(info.GetStatus()),
+		Status:     statusName(info.GetStatus()),
 		Steps:      workflows.Steps{Committed: workflows.StepPending, Invalidated: workflows.StepPending, Published: workflows.StepPending, Audited: workflows.StepPending},
 	}
 	var st workflows.Status
-	switch info.GetStatus() {
-	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
-		err = s.o.Temporal.GetWorkflow(ctx, wfID, out.RunID).Get(ctx, &st)
-	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
-		var v interface{ Get(any) error }
-		v, err = s.o.Temporal.QueryWorkflow(ctx, wfID, out.RunID, workflows.StatusQuery)
-		if err == nil {
-			err = v.Get(&st)
-		}
-	default:
-		err = errors.New("no status")
-	}
-	if err == nil {
+	if err := s.workflowStatus(ctx, wfID, out.RunID, info.GetStatus(), &st); err == nil {
 		out.Action, out.Steps, out.EventID = st.Action, st.Steps, st.EventID
 		out.Route = st.Key
 		if st.Result != nil {
@@ -320,6 +306,40 @@ func (s *Server) getMutation(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, out)
 }
+
+// describe returns the workflow's execution info, or answers 404/503 and
+// returns false.
+func (s *Server) describe(c *gin.Context, ctx context.Context, wfID string) (*workflowpb.WorkflowExecutionInfo, bool) {
+	desc, err := s.o.Temporal.DescribeWorkflowExecution(ctx, wfID, "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		WriteError(c, nil, MutationNotFound("no mutation "+truncate(wfID)))
+		return nil, false
+	}
+	if err != nil {
+		WriteError(c, s.log, temporalError(err))
+		return nil, false
+	}
+	return desc.GetWorkflowExecutionInfo(), true
+}
+
+// workflowStatus reads a mutation workflow's status into out: its result
+// once completed, its status query while running.
+func (s *Server) workflowStatus(ctx context.Context, wfID, runID string, status enumspb.WorkflowExecutionStatus, out any) error {
+	switch status {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		return s.o.Temporal.GetWorkflow(ctx, wfID, runID).Get(ctx, out)
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		v, err := s.o.Temporal.QueryWorkflow(ctx, wfID, runID, workflows.StatusQuery)
+		if err != nil {
+			return err
+		}
+		return v.Get(out)
+	}
+	return errors.New("no status")
+}
+
+func statusName(st enumspb.WorkflowExecutionStatus) string { return mutations.StatusName(st) }
 
 func truncate(s string) string {
 	if len(s) > 80 {

@@ -38,11 +38,17 @@ type stateRequest struct {
 // unknown fields, trailing data and non-JSON content types. An empty body
 // is allowed only when optional is true.
 func decodeJSON(c *gin.Context, v any, optional bool) error {
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody))
+	return decodeJSONUpTo(c, v, optional, maxBody)
+}
+
+// decodeJSONUpTo is decodeJSON with another size limit (a power of two
+// KiB or MiB, named in the 413 message).
+func decodeJSONUpTo(c *gin.Context, v any, optional bool, limit int64) error {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return &Error{http.StatusRequestEntityTooLarge, "invalid_argument", "request body is larger than 64 KiB"}
+			return &Error{http.StatusRequestEntityTooLarge, "invalid_argument", "request body is larger than " + sizeName(limit)}
 		}
 		return InvalidArgument("could not read the request body")
 	}
@@ -227,4 +233,11 @@ func ParseLimit(c *gin.Context) (int, error) {
 		return 0, InvalidArgument("limit must be an integer from 1 to 1000")
 	}
 	return n, nil
+}
+
+func sizeName(n int64) string {
+	if n >= 1<<20 && n%(1<<20) == 0 {
+		return strconv.FormatInt(n>>20, 10) + " MiB"
+	}
+	return strconv.FormatInt(n>>10, 10) + " KiB"
 }

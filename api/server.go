@@ -139,6 +139,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	s.registerTokens(v1)
 	v1.POST("/routes", s.createRoute)
+	v1.POST("/routes/batch", s.createBatch)
 	v1.GET("/routes", s.listRoutes)
 	v1.GET("/routes/:tenant/:service/:env/:version", s.getRoute)
 	v1.PUT("/routes/:tenant/:service/:env/:version", s.updateRoute)

@@ -33,8 +33,8 @@ type Failed struct {
 // Query returns the visibility query ListFailed runs; the README shows the
 // same query for `temporal workflow list --query`.
 func Query(since time.Time, tenant string) string {
-	q := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus IN ('Failed', 'TimedOut', 'Terminated', 'Canceled') AND CloseTime > '%s'",
-		workflows.WorkflowType, since.UTC().Format(time.RFC3339))
+	q := fmt.Sprintf("WorkflowType IN ('%s', '%s') AND ExecutionStatus IN ('Failed', 'TimedOut', 'Terminated', 'Canceled') AND CloseTime > '%s'",
+		workflows.WorkflowType, workflows.BatchWorkflowType, since.UTC().Format(time.RFC3339))
 	if tenant != "" {
 		q += fmt.Sprintf(" AND TmTenant = '%s'", strings.ReplaceAll(tenant, "'", ""))
 	}

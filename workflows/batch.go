@@ -44,6 +44,7 @@ type BatchStatus struct {
 
 // BatchCommitOutput is what the commit update of a batch returns.
 type BatchCommitOutput struct {
+	BatchID  string          `json:"batch_id"`
 	Results  []routes.Result `json:"results"`
 	EventIDs []string        `json:"event_ids"`
 }
@@ -164,7 +165,7 @@ func (b *batch) awaitCommit(ctx workflow.Context) (BatchCommitOutput, error) {
 	if b.commitErr != nil {
 		return BatchCommitOutput{}, b.commitErr
 	}
-	return BatchCommitOutput{Results: b.status.Results, EventIDs: b.status.EventIDs}, nil
+	return BatchCommitOutput{BatchID: b.in.BatchID, Results: b.status.Results, EventIDs: b.status.EventIDs}, nil
 }
 
 func (b *batch) finish(ctx workflow.Context) (BatchStatus, error) {

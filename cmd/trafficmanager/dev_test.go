@@ -387,6 +387,29 @@ func TestDevStack(t *testing.T) {
 	require.Equal(t, 1, res.code, "stdout %s stderr %s", res.stdout, res.stderr)
 	require.Contains(t, res.stderr, "route_not_found")
 
+	// 2b. a bulk import through the CLI: 2500 routes of two tenants in
+	// batches; running it again changes nothing.
+	var lines strings.Builder
+	for i := range 2500 {
+		tenant := []string{"imp-a", "imp-b"}[i%2]
+		fmt.Fprintf(&lines, `{"tenant":%q,"service":"svc","env":"prod","version":"v%d","url":"https://imp.example/%d"}`+"\n", tenant, i, i)
+	}
+	importFile := filepath.Join(t.TempDir(), "routes.ndjson")
+	require.NoError(t, os.WriteFile(importFile, []byte(lines.String()), 0o644))
+	for run, want := range []importSummary{{Routes: 2500, Batches: 4, Created: 2500}, {Routes: 2500, Batches: 4, Unchanged: 2500}} {
+		res = runCLI(t, bin, nil, "routes", "import", importFile, "--api-url", apiURL, "--output", "json")
+		require.Equal(t, 0, res.code, "routes import (run %d): stdout %s stderr %s", run+1, res.stdout, res.stderr)
+		var got importSummary
+		require.NoError(t, json.Unmarshal([]byte(res.stdout), &got), res.stdout)
+		require.Equal(t, want.Routes, got.Routes)
+		require.Equal(t, want.Batches, got.Batches)
+		require.Equal(t, want.Created, got.Created, "run %d", run+1)
+		require.Equal(t, want.Unchanged, got.Unchanged, "run %d", run+1)
+		require.Empty(t, got.Pending)
+	}
+	body, _ = resolve(t, ports.resolver, routes.Key{Tenant: "imp-b", Service: "svc", Env: "prod", Version: "v2499"})
+	require.Contains(t, body, "https://imp.example/2499")
+
 	// 3. the workflow, by search attribute, through the SDK ...
 	tc, err := client.Dial(client.Options{HostPort: temporalAddr, Namespace: "default", Logger: quietTemporalLogger{}})
 	require.NoError(t, err)

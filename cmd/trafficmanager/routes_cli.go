@@ -140,6 +140,6 @@ func newRoutesCmd() *cobra.Command {
 	list.Flags().StringVar(&active, "active", "", "only active (true) or inactive (false) routes")
 	list.Flags().IntVar(&limit, "limit", 0, "at most this many routes (default: all)")
 
-	cmd.AddCommand(create, update, activate, deactivate, get, list)
+	cmd.AddCommand(create, update, activate, deactivate, get, list, newImportCmd(&cf))
 	return cmd
 }

@@ -1,0 +1,255 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.uber.org/zap"
+
+	"github.com/trafficmanager/trafficmanager/routes"
+	"github.com/trafficmanager/trafficmanager/workflows"
+)
+
+// maxBatchBody is the largest batch request: MaxBatch routes of
+// maximum-length names and URLs would not fit, ordinary ones do.
+const maxBatchBody = 1 << 20
+
+// batchAction labels batch requests in the write metrics.
+const batchAction = "batch_created"
+
+type batchRequest struct {
+	Routes    []createRequest `json:"routes"`
+	ChangedBy string          `json:"changed_by"`
+}
+
+// batchItem is one route of a batch's answer.
+type batchItem struct {
+	routes.Route
+	Changed bool   `json:"changed"`
+	EventID string `json:"event_id"`
+}
+
+type batchResponse struct {
+	WorkflowID string      `json:"workflow_id"`
+	RunID      string      `json:"run_id"`
+	BatchID    string      `json:"batch_id"`
+	Tenant     string      `json:"tenant"`
+	Created    int         `json:"created"`
+	Unchanged  int         `json:"unchanged"`
+	Routes     []batchItem `json:"routes"`
+}
+
+// createBatch is POST /api/v1/routes/batch: up to routes.MaxBatch routes of
+// one tenant created in one transaction (all or none), each with its own
+// event, cache invalidation and audit document, as a RouteBatch workflow.
+func (s *Server) createBatch(c *gin.Context) {
+	start := time.Now()
+	var req batchRequest
+	if err := decodeJSONUpTo(c, &req, false, maxBatchBody); err != nil {
+		s.failBatch(c, err)
+		return
+	}
+	ms := make([]routes.Mutation, len(req.Routes))
+	for i, r := range req.Routes {
+		active := true
+		if r.Active != nil {
+			active = *r.Active
+		}
+		by := r.ChangedBy
+		if by == "" {
+			by = changedBy(c, req.ChangedBy)
+		}
+		ms[i] = routes.Mutation{
+			Action: routes.ActionCreated,
+			Key:    routes.Key{Tenant: r.Tenant, Service: r.Service, Env: r.Env, Version: r.Version},
+			URL:    r.URL, Active: active, ChangedBy: by,
+		}
+	}
+	if len(req.ChangedBy) > 256 {
+		s.failBatch(c, routes.Invalid("changed_by", "must be at most 256 bytes"))
+		return
+	}
+	if err := routes.ValidateBatch(ms); err != nil {
+		s.failBatch(c, err)
+		return
+	}
+	tenant := ms[0].Key.Tenant
+	if err := Authorize(c, tenant, true); err != nil {
+		s.failBatch(c, err)
+		return
+	}
+	// A batch is one workflow: it takes one token of the tenant's write rate.
+	if s.o.Limiter != nil {
+		if ok, wait := s.o.Limiter.Allow(tenant); !ok {
+			s.failBatch(c, rateLimited(c, wait))
+			return
+		}
+	}
+	key := c.GetHeader("Idempotency-Key")
+	if key == "" {
+		key = s.o.NewID()
+	} else if !validIdempotencyKey(key) {
+		s.failBatch(c, InvalidArgument("Idempotency-Key must be 1-128 characters of letters, digits, '-', '_', '.', ':'"))
+		return
+	}
+	s.o.Metrics.Requests.WithLabelValues(batchAction).Inc()
+	release, err := s.writes.Enter(c.Request.Context())
+	if err != nil {
+		s.o.Metrics.Failure.WithLabelValues(batchAction, "unavailable").Inc()
+		WriteError(c, s.log, err)
+		return
+	}
+	defer release()
+	wfID := workflows.BatchWorkflowID(tenant, key)
+	in := workflows.BatchInput{Mutations: ms, BatchID: s.o.NewID(), Principal: PrincipalName(c)}
+
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.o.AckTimeout)
+	defer cancel()
+	resp, err := s.executeBatch(ctx, wfID, in)
+	if err != nil && notYet(ctx, err) && c.Request.Context().Err() == nil {
+		s.accepted(c, wfID, start, batchAction)
+		return
+	}
+	if err != nil {
+		e := ToError(err)
+		s.o.Metrics.Failure.WithLabelValues(batchAction, e.Code).Inc()
+		WriteError(c, s.log.With(zap.String("workflow_id", wfID)), err)
+		return
+	}
+	s.o.Metrics.Success.WithLabelValues(batchAction).Inc()
+	s.o.Metrics.Latency.WithLabelValues(batchAction).Observe(time.Since(start).Seconds())
+	status := http.StatusOK
+	if resp.Created > 0 {
+		status = http.StatusCreated
+	}
+	c.JSON(status, resp)
+}
+
+func (s *Server) failBatch(c *gin.Context, err error) {
+	e := ToError(err)
+	s.o.Metrics.Requests.WithLabelValues(batchAction).Inc()
+	s.o.Metrics.Failure.WithLabelValues(batchAction, e.Code).Inc()
+	WriteError(c, s.log, err)
+}
+
+func (s *Server) executeBatch(ctx context.Context, wfID string, in workflows.BatchInput) (batchResponse, error) {
+	startOp := s.o.Temporal.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
+		ID:                       wfID,
+		TaskQueue:                s.o.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		TypedSearchAttributes:    workflows.BatchSearchAttributes(in.Mutations[0].Key.Tenant),
+	}, workflows.BatchWorkflowType, in)
+	handle, err := s.o.Temporal.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
+		StartWorkflowOperation: startOp,
+		UpdateOptions: client.UpdateWorkflowOptions{
+			UpdateID:     "commit",
+			UpdateName:   workflows.CommitUpdate,
+			WaitForStage: client.WorkflowUpdateStageCompleted,
+		},
+	})
+	if err != nil {
+		if temporal.IsWorkflowExecutionAlreadyStartedError(err) {
+			return s.finishedBatch(ctx, wfID)
+		}
+		return batchResponse{}, temporalError(err)
+	}
+	var out workflows.BatchCommitOutput
+	if err := handle.Get(ctx, &out); err != nil {
+		return batchResponse{}, temporalError(err)
+	}
+	// out.BatchID: a repeated request attaches to the first one's workflow.
+	return newBatchResponse(wfID, handle.RunID(), out.BatchID, in.Mutations[0].Key.Tenant, out.Results, out.EventIDs), nil
+}
+
+// finishedBatch answers a repeated batch request from the closed workflow.
+func (s *Server) finishedBatch(ctx context.Context, wfID string) (batchResponse, error) {
+	run := s.o.Temporal.GetWorkflow(ctx, wfID, "")
+	var st workflows.BatchStatus
+	if err := run.Get(ctx, &st); err != nil {
+		var appErr *temporal.ApplicationError
+		if ctx.Err() != nil || (!errors.As(err, &appErr) && isUnavailable(err)) {
+			return batchResponse{}, temporalError(err)
+		}
+		return batchResponse{}, Conflict("the batch with this Idempotency-Key did not complete; run it again with `trafficmanager mutations retry " + wfID + "` or send a new key")
+	}
+	if st.ErrorType != "" {
+		return batchResponse{}, rejection(st.ErrorType, st.Error)
+	}
+	return newBatchResponse(wfID, run.GetRunID(), st.BatchID, st.Tenant, st.Results, st.EventIDs), nil
+}
+
+func newBatchResponse(wfID, runID, batchID, tenant string, res []routes.Result, ids []string) batchResponse {
+	out := batchResponse{WorkflowID: wfID, RunID: runID, BatchID: batchID, Tenant: tenant, Routes: make([]batchItem, len(res))}
+	for i, r := range res {
+		out.Routes[i] = batchItem{Route: r.Route, Changed: r.Changed}
+		if i < len(ids) {
+			out.Routes[i].EventID = ids[i]
+		}
+		if r.Changed {
+			out.Created++
+		} else {
+			out.Unchanged++
+		}
+	}
+	return out
+}
+
+// batchStatus is the answer of GET /api/v1/mutations/batch/...: counts and
+// steps; the routes themselves are in the batch request's answer.
+type batchStatus struct {
+	WorkflowID string          `json:"workflow_id"`
+	RunID      string          `json:"run_id"`
+	Status     string          `json:"status"`
+	Action     routes.Action   `json:"action"`
+	Tenant     string          `json:"tenant"`
+	BatchID    string          `json:"batch_id,omitempty"`
+	Routes     int             `json:"routes"`
+	Created    int             `json:"created"`
+	Unchanged  int             `json:"unchanged"`
+	Steps      workflows.Steps `json:"steps"`
+	Error      *statusError    `json:"error,omitempty"`
+}
+
+// getBatch answers GET /api/v1/mutations/batch/{tenant}/created/{key}.
+func (s *Server) getBatch(c *gin.Context, wfID string) {
+	parts := strings.Split(wfID, "/")
+	if len(parts) != 4 || parts[2] != string(routes.ActionCreated) {
+		WriteError(c, nil, MutationNotFound("no mutation "+truncate(wfID)))
+		return
+	}
+	if err := Authorize(c, parts[1], false); err != nil {
+		WriteError(c, nil, MutationNotFound("no mutation "+truncate(wfID)))
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 5*time.Second)
+	defer cancel()
+	info, ok := s.describe(c, ctx, wfID)
+	if !ok {
+		return
+	}
+	out := batchStatus{
+		WorkflowID: wfID,
+		RunID:      info.GetExecution().GetRunId(),
+		Status:     statusName(info.GetStatus()),
+		Action:     routes.ActionCreated,
+		Tenant:     parts[1],
+		Steps:      workflows.Steps{Committed: workflows.StepPending, Invalidated: workflows.StepPending, Published: workflows.StepPending, Audited: workflows.StepPending},
+	}
+	var st workflows.BatchStatus
+	if err := s.workflowStatus(ctx, wfID, out.RunID, info.GetStatus(), &st); err == nil {
+		out.BatchID, out.Routes, out.Created, out.Unchanged, out.Steps = st.BatchID, st.Routes, st.Created, st.Unchanged, st.Steps
+		if st.ErrorType != "" {
+			e := ToError(rejection(st.ErrorType, st.Error))
+			out.Error = &statusError{Code: e.Code, Message: e.Message}
+		}
+	}
+	c.JSON(http.StatusOK, out)
+}
