@@ -25,6 +25,7 @@ var writePaths = []struct{ method, path string }{
 	{"POST", "/api/v1/routes/team-a/payments/prod/v2/activate"},
 	{"POST", "/api/v1/routes/team-a/payments/prod/v2/deactivate"},
 	{"POST", "/api/v1/tokens"},
+	{"POST", "/api/v1/routes/batch"},
 }
 
 // FuzzWriteRequests sends arbitrary bodies and content types to every write
@@ -37,6 +38,9 @@ func FuzzWriteRequests(f *testing.F) {
 		`{"url":"https://p.example","changed_by":"alice"}`, `{}`, ``, `null`, `[]`, `{"tenant":1}`,
 		`{"tenant":"team-a","colour":"red"}`, `{"url":"https://x"} trailing`, `{"url":"` + string(make([]byte, 10)) + `"}`,
 		`{"name":"ci","role":"writer","tenants":["team-a"]}`, `{"active":"yes"}`, "\xff\xfe",
+		`{"routes":[{"tenant":"team-a","service":"payments","env":"prod","version":"v2","url":"https://p.example"}]}`,
+		`{"routes":[{"tenant":"team-a","service":"p","env":"prod","version":"v1","url":"https://p.example"},{"tenant":"team-b","service":"p","env":"prod","version":"v1","url":"https://p.example"}]}`,
+		`{"routes":null}`, `{"routes":[{}]}`, `{"routes":[1,2]}`, `{"routes":[],"changed_by":"x"}`,
 	} {
 		for i := range writePaths {
 			f.Add(uint8(i), body, "application/json")

@@ -60,6 +60,7 @@ func TestEveryProtectedEndpointDecidesByTokenRoleAndTenant(t *testing.T) {
 	routePath := "/api/v1/routes/" + mine + "/payments/prod/v1"
 	calls := []call{
 		{"create", "POST", "/api/v1/routes", map[string]any{"tenant": mine, "service": "payments", "env": "prod", "version": "v1", "url": "https://a.example"}},
+		{"batch", "POST", "/api/v1/routes/batch", map[string]any{"routes": []map[string]any{{"tenant": mine, "service": "payments", "env": "prod", "version": "v1", "url": "https://a.example"}}}},
 		{"update", "PUT", routePath, map[string]any{"url": "https://a.example"}},
 		{"activate", "POST", routePath + "/activate", nil},
 		{"get", "GET", routePath, nil},
@@ -71,6 +72,7 @@ func TestEveryProtectedEndpointDecidesByTokenRoleAndTenant(t *testing.T) {
 	want := map[string][7]int{
 		//            none  bad  revoked reader writer-other writer admin
 		"create":   {401, 401, 401, 403, 403, 200, 200},
+		"batch":    {401, 401, 401, 403, 403, 200, 200},
 		"update":   {401, 401, 401, 403, 403, 200, 200},
 		"activate": {401, 401, 401, 403, 403, 200, 200},
 		"get":      {401, 401, 401, 200, 404, 200, 200},
