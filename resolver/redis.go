@@ -83,19 +83,3 @@ func (r *Resolver) redisFill(ctx context.Context, k routes.Key, e *entry) {
 	r.redisCB.RecordSuccess()
 }
 
-// redisInvalidate drops k from Redis. A failure is only logged: the write
-// path's workflow also invalidates Redis, durably, and the Redis revision
-// floor plus the L1 tombstone keep an older answer from being served here.
-func (r *Resolver) redisInvalidate(ctx context.Context, k routes.Key, revision int64) {
-	if r.redis == nil || !r.redisCB.TryAcquirePermit() {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, r.redisTimeout)
-	defer cancel()
-	if err := r.redis.Invalidate(ctx, k, revision); err != nil {
-		r.redisCB.RecordFailure()
-		r.log.Warn("redis invalidate failed", zap.Stringer("route", k), zap.Int64("revision", revision), zap.Error(err))
-		return
-	}
-	r.redisCB.RecordSuccess()
-}
