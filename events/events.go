@@ -5,6 +5,7 @@ package events
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -77,25 +78,33 @@ func Decode(value []byte) (Event, error) {
 }
 
 // Publisher writes events to the topic, waiting for every in-sync replica.
+// A single mutation's event goes through a writer that sends at once
+// (BatchSize 1: kafka-go otherwise holds a lone message for BatchTimeout,
+// which the caller's acknowledgement would wait for); a batch's events go
+// through one that packs them into few produce requests.
 type Publisher struct {
-	w *kafka.Writer
+	one, many *kafka.Writer
 }
 
 // NewPublisher returns a publisher to topic on brokers. kafka-go's zero-value
 // Writer neither waits for acks nor sends before a 1 s batch timeout, so both
 // are set explicitly.
 func NewPublisher(brokers []string, topic string) *Publisher {
-	return &Publisher{w: &kafka.Writer{
-		Addr:                   kafka.TCP(brokers...),
-		Topic:                  topic,
-		Balancer:               &kafka.Hash{},
-		RequiredAcks:           kafka.RequireAll,
-		BatchTimeout:           2 * time.Millisecond,
-		WriteTimeout:           5 * time.Second,
-		ReadTimeout:            5 * time.Second,
-		MaxAttempts:            1, // Temporal retries the activity; no hidden retry loop here
-		AllowAutoTopicCreation: false,
-	}}
+	w := func(batchSize int) *kafka.Writer {
+		return &kafka.Writer{
+			Addr:                   kafka.TCP(brokers...),
+			Topic:                  topic,
+			Balancer:               &kafka.Hash{},
+			RequiredAcks:           kafka.RequireAll,
+			BatchSize:              batchSize,
+			BatchTimeout:           2 * time.Millisecond,
+			WriteTimeout:           5 * time.Second,
+			ReadTimeout:            5 * time.Second,
+			MaxAttempts:            1, // Temporal retries the activity; no hidden retry loop here
+			AllowAutoTopicCreation: false,
+		}
+	}
+	return &Publisher{one: w(1), many: w(500)}
 }
 
 // Publish sends e keyed by its route and returns once the broker acked it.
@@ -104,7 +113,7 @@ func (p *Publisher) Publish(ctx context.Context, e Event) error {
 	if err != nil {
 		return err
 	}
-	if err := p.w.WriteMessages(ctx, msg); err != nil {
+	if err := p.one.WriteMessages(ctx, msg); err != nil {
 		return fmt.Errorf("publish event %s: %w", e.EventID, err)
 	}
 	return nil
@@ -125,7 +134,7 @@ func (p *Publisher) PublishMany(ctx context.Context, es []Event) error {
 			return err
 		}
 	}
-	if err := p.w.WriteMessages(ctx, msgs...); err != nil {
+	if err := p.many.WriteMessages(ctx, msgs...); err != nil {
 		return fmt.Errorf("publish %d events: %w", len(es), err)
 	}
 	return nil
@@ -143,5 +152,5 @@ func message(e Event) (kafka.Message, error) {
 	}, nil
 }
 
-// Close flushes and closes the writer.
-func (p *Publisher) Close() error { return p.w.Close() }
+// Close flushes and closes the writers.
+func (p *Publisher) Close() error { return errors.Join(p.one.Close(), p.many.Close()) }
