@@ -338,3 +338,20 @@ func TestAuditInsertManySkipsDocumentsAlreadyPresent(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 200, count)
 }
+
+// BenchmarkInsertOne is the audit share of a single mutation's
+// acknowledgement: one document into the embedded store (FerretDB).
+func BenchmarkInsertOne(b *testing.B) {
+	store := NewStore(testenv.Mongo(b))
+	ctx := context.Background()
+	require.NoError(b, store.EnsureIndexes(ctx, 0))
+	tenant := testenv.Name(b, "team")
+	b.ResetTimer()
+	for i := range b.N {
+		doc := Document{EventID: fmt.Sprintf("%s-%d", tenant, i), EventType: "route_changed", Action: "created",
+			Route: RouteRef{Tenant: tenant, Service: "payments", Env: "prod", Version: "v1"}, URL: "https://x.example", OccurredAt: time.Now().UTC()}
+		if _, err := store.Insert(ctx, doc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
