@@ -25,3 +25,16 @@ func TestRouteMutationReplaysRecordedHistories(t *testing.T) {
 		})
 	}
 }
+
+func TestRouteBatchReplaysRecordedHistories(t *testing.T) {
+	for _, file := range []string{
+		"testdata/batch_history.json",          // two routes committed, then the three bulk side effects
+		"testdata/batch_rejected_history.json", // conflict: rejected as a whole
+	} {
+		t.Run(file, func(t *testing.T) {
+			r := worker.NewWorkflowReplayer()
+			r.RegisterWorkflowWithOptions(workflows.RouteBatch, workflow.RegisterOptions{Name: workflows.BatchWorkflowType})
+			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, file))
+		})
+	}
+}
