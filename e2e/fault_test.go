@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -191,6 +193,74 @@ func (s *faultStack) write(tenant, version, url string, create bool) int {
 		s.mu.Unlock()
 	}
 	return res.StatusCode
+}
+
+// batchWrite creates n routes in one batch and returns the answer's status,
+// workflow id and per-route event ids.
+func (s *faultStack) batchWrite(tenant, name string, n int) (int, string, []string) {
+	rs := make([]map[string]any, n)
+	for i := range rs {
+		rs[i] = map[string]any{"tenant": tenant, "service": "bulk", "env": "prod", "version": fmt.Sprintf("%s-%d", name, i), "url": fmt.Sprintf("https://%s.example/%d", name, i)}
+	}
+	raw, _ := json.Marshal(map[string]any{"routes": rs})
+	req, _ := http.NewRequest("POST", s.apiURL+"/api/v1/routes/batch", bytes.NewReader(raw))
+	req.Header.Set("Content-Type", "application/json")
+	res, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		return 0, "", nil
+	}
+	defer res.Body.Close()
+	var body struct {
+		WorkflowID string `json:"workflow_id"`
+		Routes     []struct {
+			EventID string `json:"event_id"`
+		} `json:"routes"`
+	}
+	_ = jsonDecode(res.Body, &body)
+	ids := make([]string, len(body.Routes))
+	for i, r := range body.Routes {
+		ids[i] = r.EventID
+	}
+	return res.StatusCode, body.WorkflowID, ids
+}
+
+// verifyBatch checks a committed batch once the fault is over: workflow
+// completed with every step done, every route's event on the topic and
+// exactly one audit document each. It returns how many routes were lost.
+func (s *faultStack) verifyBatch(wfID string, eventIDs []string, timeout time.Duration) (lost int) {
+	t := s.t
+	deadline := time.Now().Add(timeout)
+	for {
+		res, err := http.Get(s.apiURL + "/api/v1/mutations/" + wfID)
+		st := map[string]any{}
+		if err == nil {
+			_ = jsonDecode(res.Body, &st)
+			res.Body.Close()
+		}
+		if st["status"] == "completed" {
+			require.Equal(t, map[string]any{"committed": "done", "invalidated": "done", "published": "done", "audited": "done"}, st["steps"], wfID)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("batch %s not completed: %v", wfID, st)
+			return len(eventIDs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	onTopic := map[string]int{}
+	for _, e := range s.allEvents() {
+		onTopic[e.EventID]++
+	}
+	coll := s.mc.Database("audit").Collection(audit.CollectionName)
+	for _, id := range eventIDs {
+		n, err := coll.CountDocuments(context.Background(), map[string]any{"event_id": id})
+		require.NoError(t, err)
+		if onTopic[id] == 0 || n != 1 {
+			t.Errorf("batch %s event %s: %d on the topic, %d audit documents", wfID, id, onTopic[id], n)
+			lost++
+		}
+	}
+	return lost
 }
 
 // resolve returns the status, X-Cache and body of a resolve, and its latency.
@@ -383,22 +453,30 @@ func TestFaultsLoseNoAcknowledgedWrite(t *testing.T) {
 	t.Run("kafka refusing writes", func(t *testing.T) {
 		s.kf.RefuseProduce(true)
 		sent, ok := burst("kafka", 5)
+		code, wfID, ids := s.batchWrite(tenant, "kafka-batch", 50)
+		require.Contains(t, []int{201, 202}, code, "a batch is acknowledged while Kafka refuses produce")
 		time.Sleep(2 * time.Second) // the publish activities retry meanwhile
 		s.kf.RefuseProduce(false)
 		lost, stale := s.verify(60 * time.Second)
-		record(faultRow{"kafka refusing produce", sent, ok, lost, stale, "writes acknowledged; events delivered after recovery"})
+		batchLost := s.verifyBatch(wfID, ids, 60*time.Second)
+		record(faultRow{"kafka refusing produce", sent + 50, ok + 50, lost + batchLost, stale, "writes and a 50-route batch acknowledged; events delivered after recovery"})
 		require.Zero(t, lost)
+		require.Zero(t, batchLost)
 		require.Equal(t, sent, ok)
 	})
 
 	t.Run("mongodb down", func(t *testing.T) {
 		require.NoError(t, s.mg.Stop())
 		sent, ok := burst("mongo", 5)
+		code, wfID, ids := s.batchWrite(tenant, "mongo-batch", 50)
+		require.Contains(t, []int{201, 202}, code, "a batch is acknowledged while MongoDB is down")
 		time.Sleep(time.Second)
 		s.startMongo()
 		lost, stale := s.verify(90 * time.Second)
-		record(faultRow{"mongodb down", sent, ok, lost, stale, "audit documents written after recovery, one each"})
+		batchLost := s.verifyBatch(wfID, ids, 90*time.Second)
+		record(faultRow{"mongodb down", sent + 50, ok + 50, lost + batchLost, stale, "audit documents (5 single, a 50-route batch) written after recovery, one each"})
 		require.Zero(t, lost)
+		require.Zero(t, batchLost)
 		require.Equal(t, sent, ok)
 	})
 
