@@ -39,7 +39,10 @@ func freeAddr() string {
 
 func numCPU() int { return runtime.NumCPU() }
 
-func startPlatform(ctx context.Context, bin string) (*platform, error) {
+// startPlatform starts `trafficmanager dev` with TM_PPROF=on; env adds or
+// overrides variables (a dependency's address set there is used instead of
+// starting one).
+func startPlatform(ctx context.Context, bin string, env ...string) (*platform, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("%s not found: run `go tool task build` first", bin)
 	}
@@ -53,7 +56,8 @@ func startPlatform(ctx context.Context, bin string) (*platform, error) {
 	cmd := exec.Command(bin, "dev", "--temporal-port", tport, "--ui-port", "0")
 	cmd.Env = append(os.Environ(),
 		"TM_DEV_DATA_DIR="+dir, "TM_API_ADDR="+p.api, "TM_RESOLVER_ADDR="+p.resolver, "TM_WORKER_ADDR="+freeAddr(),
-		"TM_LOG_LEVEL=error", "TM_TENANT_WRITE_RPS=100000", "TM_TENANT_WRITE_BURST=100000")
+		"TM_LOG_LEVEL=error", "TM_TENANT_WRITE_RPS=100000", "TM_TENANT_WRITE_BURST=100000", "TM_PPROF=on")
+	cmd.Env = append(cmd.Env, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -100,6 +104,10 @@ func startPlatform(ctx context.Context, bin string) (*platform, error) {
 	return p, nil
 }
 
+// pid is the process id of `trafficmanager dev` (api, resolver and worker
+// run in it).
+func (p *platform) pid() int { return p.cmd.Process.Pid }
+
 func (p *platform) stop() {
 	if p.cmd != nil && p.cmd.Process != nil {
 		_ = p.cmd.Process.Signal(syscall.SIGINT)
@@ -125,27 +133,32 @@ func serveBare(addr string) {
 	_ = srv.ListenAndServe()
 }
 
-// startBare runs the baseline server as its own process (this binary).
-func startBare() (string, func(), error) {
+// startBare runs the baseline server as its own process (this binary),
+// pinned to cpus when cpus is not empty, and returns its address and pid.
+func startBare(cpus string) (string, int, func(), error) {
 	addr := freeAddr()
 	self, err := os.Executable()
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
-	cmd := exec.Command(self, "-bare-addr", addr)
+	args := []string{self, "-bare-addr", addr}
+	if cpus != "" {
+		args = append([]string{"taskset", "-c", cpus}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
 	if err := cmd.Start(); err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
 	for i := 0; i < 100; i++ {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
-			return addr, stop, nil
+			return addr, cmd.Process.Pid, stop, nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	stop()
-	return "", nil, errors.New("bare server did not start")
+	return "", 0, nil, errors.New("bare server did not start")
 }

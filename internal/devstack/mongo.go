@@ -37,7 +37,9 @@ type lazyAttrs struct {
 	attrs []slog.Attr
 }
 
-func (l *lazyAttrs) Enabled(ctx context.Context, level slog.Level) bool { return l.h.Enabled(ctx, level) }
+func (l *lazyAttrs) Enabled(ctx context.Context, level slog.Level) bool {
+	return l.h.Enabled(ctx, level)
+}
 
 func (l *lazyAttrs) Handle(ctx context.Context, r slog.Record) error {
 	return l.materialize().Handle(ctx, r)
@@ -73,8 +75,8 @@ func StartMongo(ctx context.Context, dataDir string, port int) (*Mongo, error) {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: addr},
-		Handler:   "sqlite",
+		Listener: ferretdb.ListenerConfig{TCP: addr},
+		Handler:  "sqlite",
 		// WAL (FerretDB's default) with synchronous=NORMAL: a commit no
 		// longer waits for an fsync (a third of a bulk insert's cost); a
 		// crash of the process loses nothing, a power loss may lose the

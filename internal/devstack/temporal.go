@@ -32,11 +32,25 @@ var TemporalDynamicConfig = []string{
 // while cutting commit latency (WAL, synchronous=NORMAL).
 var TemporalSQLitePragmas = []string{"journal_mode=WAL", "synchronous=NORMAL"}
 
+// TemporalOptions are the server settings StartTemporalWith passes on the
+// command line. The zero value is the dev server's own defaults.
+type TemporalOptions struct {
+	DynamicConfig []string // --dynamic-config-value KEY=VALUE
+	SQLitePragmas []string // --sqlite-pragma PRAGMA=VALUE
+}
+
+// TunedTemporal is what StartTemporal (and so `trafficmanager dev` and the
+// tests) runs with: TemporalDynamicConfig and TemporalSQLitePragmas.
+func TunedTemporal() TemporalOptions {
+	return TemporalOptions{DynamicConfig: TemporalDynamicConfig, SQLitePragmas: TemporalSQLitePragmas}
+}
+
 // Temporal is a Temporal dev server (`temporal server start-dev`).
 type Temporal struct {
 	Address   string // 127.0.0.1:PORT
 	UIURL     string // empty when headless
 	Namespace string
+	DBFile    string // the SQLite file
 	c         *child
 }
 
@@ -68,8 +82,16 @@ func TemporalBinary() (string, error) {
 }
 
 // StartTemporal starts a dev server on 127.0.0.1:port with its SQLite file
-// in dataDir, the UI on uiPort (0: headless) and the Tm* search attributes.
+// in dataDir, the UI on uiPort (0: headless) and the Tm* search attributes,
+// tuned with TunedTemporal.
 func StartTemporal(ctx context.Context, dataDir string, port, uiPort int, log io.Writer) (*Temporal, error) {
+	return StartTemporalWith(ctx, dataDir, port, uiPort, log, TunedTemporal())
+}
+
+// StartTemporalWith is StartTemporal with the given server settings instead
+// of the tuned ones (TemporalOptions{}: the dev server's defaults, which the
+// benchmarks compare against).
+func StartTemporalWith(ctx context.Context, dataDir string, port, uiPort int, log io.Writer, o TemporalOptions) (*Temporal, error) {
 	if err := checkPort(port, "Temporal dev server", "TM_TEMPORAL_ADDRESS"); err != nil {
 		return nil, err
 	}
@@ -110,17 +132,17 @@ func StartTemporal(ctx context.Context, dataDir string, port, uiPort int, log io
 	for _, sa := range SearchAttributes {
 		args = append(args, "--search-attribute", sa+"=Keyword")
 	}
-	for _, dc := range TemporalDynamicConfig {
+	for _, dc := range o.DynamicConfig {
 		args = append(args, "--dynamic-config-value", dc)
 	}
-	for _, p := range TemporalSQLitePragmas {
+	for _, p := range o.SQLitePragmas {
 		args = append(args, "--sqlite-pragma", p)
 	}
 	c, err := startChild("temporal", log, nil, bin, args...)
 	if err != nil {
 		return nil, err
 	}
-	t := &Temporal{Address: fmt.Sprintf("127.0.0.1:%d", port), Namespace: "default", c: c}
+	t := &Temporal{Address: fmt.Sprintf("127.0.0.1:%d", port), Namespace: "default", DBFile: filepath.Join(dataDir, "temporal.db"), c: c}
 	if uiPort != 0 {
 		t.UIURL = fmt.Sprintf("http://127.0.0.1:%d", uiPort)
 	}
@@ -147,6 +169,9 @@ func StartTemporal(ctx context.Context, dataDir string, port, uiPort int, log io
 	}
 	return t, nil
 }
+
+// PID is the server's process id (the UI runs in the same process).
+func (t *Temporal) PID() int { return t.c.pid() }
 
 // Stop stops the server and its UI: SIGTERM to its process group, then SIGKILL after 10 s; nothing it
 // started is left running.
