@@ -82,4 +82,3 @@ func (r *Resolver) redisFill(ctx context.Context, k routes.Key, e *entry) {
 	}
 	r.redisCB.RecordSuccess()
 }
-
