@@ -69,18 +69,19 @@ func TestComposeFileDescribesTheWholePlatform(t *testing.T) {
 
 func TestEveryBadVariableIsReportedOnItsOwnLine(t *testing.T) {
 	env := map[string]string{
-		"TM_CACHE_TTL":         "soon",
-		"TM_LOG_LEVEL":         "loud",
-		"TM_DATABASE_URL":      "mysql://x",
-		"TM_TENANT_WRITE_RPS":  "-1",
-		"TM_AUTH":              "maybe",
-		"TM_WRITE_ACK_TIMEOUT": "5s",
+		"TM_CACHE_TTL":                 "soon",
+		"TM_LOG_LEVEL":                 "loud",
+		"TM_DATABASE_URL":              "mysql://x",
+		"TM_TENANT_WRITE_RPS":          "-1",
+		"TM_AUTH":                      "maybe",
+		"TM_WRITE_ACK_TIMEOUT":         "5s",
+		"TM_TEMPORAL_GRPC_COMPRESSION": "zstd",
 	}
 	_, err := config.Load(func(n string) string { return env[n] })
 	require.Error(t, err)
 	lines := strings.Split(err.Error(), "\n")
-	require.Len(t, lines, 5, err.Error())
-	for _, name := range []string{"TM_CACHE_TTL", "TM_LOG_LEVEL", "TM_DATABASE_URL", "TM_TENANT_WRITE_RPS", "TM_AUTH"} {
+	require.Len(t, lines, 6, err.Error())
+	for _, name := range []string{"TM_CACHE_TTL", "TM_LOG_LEVEL", "TM_DATABASE_URL", "TM_TENANT_WRITE_RPS", "TM_AUTH", "TM_TEMPORAL_GRPC_COMPRESSION"} {
 		require.Contains(t, err.Error(), name)
 	}
 
@@ -93,6 +94,7 @@ func TestEveryBadVariableIsReportedOnItsOwnLine(t *testing.T) {
 	require.EqualValues(t, 5e9, cfg.WriteAckTimeout)
 	require.True(t, cfg.Auth)
 	require.False(t, cfg.Pprof, "TM_PPROF is opt-in")
+	require.Equal(t, "gzip", cfg.TemporalCompression, "the SDK's default unless asked")
 	require.EqualError(t, cfg.Require("TM_DATABASE_URL", "TM_TEMPORAL_ADDRESS"), "TM_DATABASE_URL is required\nTM_TEMPORAL_ADDRESS is required")
 	require.Equal(t, "postgres://u:xxxxx@h/db", config.Config{DatabaseURL: "postgres://u:secret@h/db"}.Redacted().DatabaseURL)
 }

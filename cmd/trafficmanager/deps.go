@@ -63,11 +63,15 @@ func openMongo(ctx context.Context, cfg config.Config) (*mongo.Client, error) {
 }
 
 func dialTemporal(ctx context.Context, cfg config.Config, log *zap.Logger) (client.Client, error) {
-	c, err := client.DialContext(ctx, client.Options{
+	o := client.Options{
 		HostPort:  cfg.TemporalAddress,
 		Namespace: cfg.TemporalNamespace,
 		Logger:    observability.NewTemporalLogger(log.Named("temporal")),
-	})
+	}
+	if cfg.TemporalCompression == "none" {
+		o.ConnectionOptions.GrpcCompression = &client.GrpcCompressionNone{}
+	}
+	c, err := client.DialContext(ctx, o)
 	if err != nil {
 		return nil, fmt.Errorf("connect temporal at %s (TM_TEMPORAL_ADDRESS): %w", cfg.TemporalAddress, err)
 	}

@@ -51,6 +51,9 @@ resolver and the worker in this process. Ctrl-C drains and stops everything.`,
 			if os.Getenv("TM_LOG_LEVEL") == "" {
 				os.Setenv("TM_LOG_LEVEL", "warn")
 			}
+			if os.Getenv("TM_TEMPORAL_GRPC_COMPRESSION") == "" {
+				os.Setenv("TM_TEMPORAL_GRPC_COMPRESSION", "none") // the dev server is on this host
+			}
 			cfg, err := loadConfig()
 			if err != nil {
 				return err
