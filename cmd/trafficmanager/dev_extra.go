@@ -22,9 +22,13 @@ func newDevLogger(cfg config.Config, file *os.File) (*zap.Logger, error) {
 	if err != nil {
 		return nil, err
 	}
+	// dev.log keeps info and above (debug too with TM_LOG_LEVEL=debug):
+	// a debug line per route event was a few percent of the CPU of a bulk
+	// load, for a file nobody reads at that level.
+	fileLvl := min(lvl, zapcore.InfoLevel)
 	enc := zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig())
 	core := zapcore.NewTee(
-		zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(file), zapcore.DebugLevel),
+		zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(file), fileLvl),
 		zapcore.NewCore(enc, zapcore.Lock(os.Stderr), lvl),
 	)
 	return zap.New(core), nil
