@@ -406,6 +406,11 @@ func TestDevStack(t *testing.T) {
 		require.Equal(t, want.Created, got.Created, "run %d", run+1)
 		require.Equal(t, want.Unchanged, got.Unchanged, "run %d", run+1)
 		require.Empty(t, got.Pending)
+		if run == 0 { // the first batch, through `mutations status`
+			res = runCLI(t, bin, nil, "mutations", "status", "batch/imp-a/created/"+got.KeyPrefix+"-1", "--api-url", apiURL)
+			require.Equal(t, 0, res.code, "mutations status: stdout %s stderr %s", res.stdout, res.stderr)
+			require.Contains(t, res.stdout, "1000 routes: 1000 created, 0 unchanged")
+		}
 	}
 	body, _ = resolve(t, ports.resolver, routes.Key{Tenant: "imp-b", Service: "svc", Env: "prod", Version: "v2499"})
 	require.Contains(t, body, "https://imp.example/2499")

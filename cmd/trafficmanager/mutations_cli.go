@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/url"
 	"os"
 	"strings"
@@ -46,13 +48,25 @@ func newMutationsCmd() *cobra.Command {
 			EventID    string            `json:"event_id"`
 			Steps      map[string]string `json:"steps"`
 			Error      any               `json:"error,omitempty"`
+			// A batch (batch/...) reports counts instead of one route.
+			Routes    *int `json:"routes,omitempty"`
+			Created   int  `json:"created,omitempty"`
+			Unchanged int  `json:"unchanged,omitempty"`
 		}
-		if _, err := cf.call(c.Context(), "GET", "/api/v1/mutations/"+escapeWorkflowID(args[0]), nil, nil, &out); err != nil {
+		var raw json.RawMessage
+		if _, err := cf.call(c.Context(), "GET", "/api/v1/mutations/"+escapeWorkflowID(args[0]), nil, nil, &raw); err != nil {
 			return err
 		}
-		return cf.print(c.OutOrStdout(), out,
+		if err := json.Unmarshal(raw, &out); err != nil {
+			return fmt.Errorf("decoding the answer: %w", err)
+		}
+		event := out.EventID
+		if out.Routes != nil {
+			event = fmt.Sprintf("%d routes: %d created, %d unchanged", *out.Routes, out.Created, out.Unchanged)
+		}
+		return cf.print(c.OutOrStdout(), raw,
 			[]string{"WORKFLOW", "STATUS", "ACTION", "EVENT", "COMMITTED", "INVALIDATED", "PUBLISHED", "AUDITED"},
-			[][]string{{out.WorkflowID, out.Status, out.Action, out.EventID, out.Steps["committed"], out.Steps["invalidated"], out.Steps["published"], out.Steps["audited"]}})
+			[][]string{{out.WorkflowID, out.Status, out.Action, event, out.Steps["committed"], out.Steps["invalidated"], out.Steps["published"], out.Steps["audited"]}})
 	}}
 
 	var since time.Duration
