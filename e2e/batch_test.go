@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -184,4 +185,27 @@ func truncated(s string) string {
 		return s[:600] + "…"
 	}
 	return s
+}
+
+// A batch just under the 1 MiB body limit (1000 routes with ~950-byte URLs)
+// fits Temporal's payload limits: input, commit results and answer.
+func TestBatchAtTheBodyLimitCommits(t *testing.T) {
+	t.Parallel()
+	p := startPlatform(t, 20*time.Second)
+	tenant := testenv.Name(t, "bulk")
+	pad := strings.Repeat("p", 900)
+	body := batchBody(tenant, routes.MaxBatch, func(i int) string { return fmt.Sprintf("https://svc-%d.example/%s/%d", i%10, pad, i) })
+	raw, err := json.Marshal(body)
+	require.NoError(t, err)
+	require.Greater(t, len(raw), 950_000)
+	require.Less(t, len(raw), 1<<20)
+
+	res := p.do(t, "POST", "/api/v1/routes/batch", string(raw))
+	require.Equal(t, http.StatusCreated, res.Status, truncated(res.Raw))
+	require.EqualValues(t, 1000, res.Body["created"])
+	wfID := res.Body["workflow_id"].(string)
+	eventually(t, 30*time.Second, func() bool {
+		st := p.do(t, "GET", "/api/v1/mutations/"+wfID, nil)
+		return st.Status == 200 && st.Body["status"] == "completed"
+	}, "batch workflow completed")
 }
