@@ -8,10 +8,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
-	"go.uber.org/zap"
 
 	"github.com/trafficmanager/trafficmanager/routes"
 	"github.com/trafficmanager/trafficmanager/workflows"
@@ -49,11 +45,11 @@ type batchResponse struct {
 // createBatch is POST /api/v1/routes/batch: up to routes.MaxBatch routes of
 // one tenant created in one transaction (all or none), each with its own
 // event, cache invalidation and audit document, as a RouteBatch workflow.
+// A batch takes one token of the tenant's write rate: it is one workflow.
 func (s *Server) createBatch(c *gin.Context) {
-	start := time.Now()
 	var req batchRequest
 	if err := decodeJSONUpTo(c, &req, false, maxBatchBody); err != nil {
-		s.failBatch(c, err)
+		s.fail(c, batchAction, err)
 		return
 	}
 	ms := make([]routes.Mutation, len(req.Routes))
@@ -73,117 +69,53 @@ func (s *Server) createBatch(c *gin.Context) {
 		}
 	}
 	if len(req.ChangedBy) > 256 {
-		s.failBatch(c, routes.Invalid("changed_by", "must be at most 256 bytes"))
+		s.fail(c, batchAction, routes.Invalid("changed_by", "must be at most 256 bytes"))
 		return
 	}
 	if err := routes.ValidateBatch(ms); err != nil {
-		s.failBatch(c, err)
+		s.fail(c, batchAction, err)
 		return
 	}
 	tenant := ms[0].Key.Tenant
-	if err := Authorize(c, tenant, true); err != nil {
-		s.failBatch(c, err)
-		return
-	}
-	// A batch is one workflow: it takes one token of the tenant's write rate.
-	if s.o.Limiter != nil {
-		if ok, wait := s.o.Limiter.Allow(tenant); !ok {
-			s.failBatch(c, rateLimited(c, wait))
-			return
-		}
-	}
-	key := c.GetHeader("Idempotency-Key")
-	if key == "" {
-		key = s.o.NewID()
-	} else if !validIdempotencyKey(key) {
-		s.failBatch(c, InvalidArgument("Idempotency-Key must be 1-128 characters of letters, digits, '-', '_', '.', ':'"))
-		return
-	}
-	s.o.Metrics.Requests.WithLabelValues(batchAction).Inc()
-	release, err := s.writes.Enter(c.Request.Context())
-	if err != nil {
-		s.o.Metrics.Failure.WithLabelValues(batchAction, "unavailable").Inc()
-		WriteError(c, s.log, err)
-		return
-	}
-	defer release()
-	wfID := workflows.BatchWorkflowID(tenant, key)
-	in := workflows.BatchInput{Mutations: ms, BatchID: s.o.NewID(), Principal: PrincipalName(c)}
-
-	ctx, cancel := context.WithTimeout(c.Request.Context(), s.o.AckTimeout)
-	defer cancel()
-	resp, err := s.executeBatch(ctx, wfID, in)
-	if err != nil && notYet(ctx, err) && c.Request.Context().Err() == nil {
-		s.accepted(c, wfID, start, batchAction)
-		return
-	}
-	if err != nil {
-		e := ToError(err)
-		s.o.Metrics.Failure.WithLabelValues(batchAction, e.Code).Inc()
-		WriteError(c, s.log.With(zap.String("workflow_id", wfID)), err)
-		return
-	}
-	s.o.Metrics.Success.WithLabelValues(batchAction).Inc()
-	s.o.Metrics.Latency.WithLabelValues(batchAction).Observe(time.Since(start).Seconds())
-	status := http.StatusOK
-	if resp.Created > 0 {
-		status = http.StatusCreated
-	}
-	c.JSON(status, resp)
-}
-
-func (s *Server) failBatch(c *gin.Context, err error) {
-	e := ToError(err)
-	s.o.Metrics.Requests.WithLabelValues(batchAction).Inc()
-	s.o.Metrics.Failure.WithLabelValues(batchAction, e.Code).Inc()
-	WriteError(c, s.log, err)
+	s.startWrite(c, write{
+		action:     batchAction,
+		tenant:     tenant,
+		workflowID: func(key string) string { return workflows.BatchWorkflowID(tenant, key) },
+		commit: func(ctx context.Context, wfID string) (int, any, error) {
+			in := workflows.BatchInput{Mutations: ms, BatchID: s.o.NewID(), Principal: PrincipalName(c)}
+			resp, err := s.executeBatch(ctx, wfID, in)
+			status := http.StatusOK
+			if resp.Created > 0 {
+				status = http.StatusCreated
+			}
+			return status, resp, err
+		},
+	})
 }
 
 func (s *Server) executeBatch(ctx context.Context, wfID string, in workflows.BatchInput) (batchResponse, error) {
-	startOp := s.o.Temporal.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
-		ID:                       wfID,
-		TaskQueue:                s.o.TaskQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		TypedSearchAttributes:    workflows.BatchSearchAttributes(in.Mutations[0].Key.Tenant),
-	}, workflows.BatchWorkflowType, in)
-	handle, err := s.o.Temporal.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
-		StartWorkflowOperation: startOp,
-		UpdateOptions: client.UpdateWorkflowOptions{
-			UpdateID:     "commit",
-			UpdateName:   workflows.CommitUpdate,
-			WaitForStage: client.WorkflowUpdateStageCompleted,
-		},
-	})
-	if err != nil {
-		if temporal.IsWorkflowExecutionAlreadyStartedError(err) {
-			return s.finishedBatch(ctx, wfID)
-		}
-		return batchResponse{}, temporalError(err)
+	tenant := in.Mutations[0].Key.Tenant
+	out, runID, err := commitWithStart[workflows.BatchCommitOutput](ctx, s, wfID, workflows.BatchWorkflowType, workflows.BatchSearchAttributes(tenant), in)
+	if errors.Is(err, errClosed) {
+		return s.finishedBatch(ctx, wfID)
 	}
-	var out workflows.BatchCommitOutput
-	if err := handle.Get(ctx, &out); err != nil {
-		return batchResponse{}, temporalError(err)
+	if err != nil {
+		return batchResponse{}, err
 	}
 	// out.BatchID: a repeated request attaches to the first one's workflow.
-	return newBatchResponse(wfID, handle.RunID(), out.BatchID, in.Mutations[0].Key.Tenant, out.Results, out.EventIDs), nil
+	return newBatchResponse(wfID, runID, out.BatchID, tenant, out.Results, out.EventIDs), nil
 }
 
 // finishedBatch answers a repeated batch request from the closed workflow.
 func (s *Server) finishedBatch(ctx context.Context, wfID string) (batchResponse, error) {
-	run := s.o.Temporal.GetWorkflow(ctx, wfID, "")
-	var st workflows.BatchStatus
-	if err := run.Get(ctx, &st); err != nil {
-		var appErr *temporal.ApplicationError
-		if ctx.Err() != nil || (!errors.As(err, &appErr) && isUnavailable(err)) {
-			return batchResponse{}, temporalError(err)
-		}
-		return batchResponse{}, Conflict("the batch with this Idempotency-Key did not complete; run it again with `trafficmanager mutations retry " + wfID + "` or send a new key")
+	st, runID, err := closedResult[workflows.BatchStatus](ctx, s, wfID)
+	if err != nil {
+		return batchResponse{}, err
 	}
 	if st.ErrorType != "" {
 		return batchResponse{}, rejection(st.ErrorType, st.Error)
 	}
-	return newBatchResponse(wfID, run.GetRunID(), st.BatchID, st.Tenant, st.Results, st.EventIDs), nil
+	return newBatchResponse(wfID, runID, st.BatchID, st.Tenant, st.Results, st.EventIDs), nil
 }
 
 func newBatchResponse(wfID, runID, batchID, tenant string, res []routes.Result, ids []string) batchResponse {

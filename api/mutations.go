@@ -51,29 +51,37 @@ func validIdempotencyKey(k string) bool {
 	return true
 }
 
-func (s *Server) fail(c *gin.Context, action routes.Action, err error) {
+func (s *Server) fail(c *gin.Context, action string, err error) {
 	e := ToError(err)
-	s.o.Metrics.Requests.WithLabelValues(string(action)).Inc()
-	s.o.Metrics.Failure.WithLabelValues(string(action), e.Code).Inc()
+	s.o.Metrics.Requests.WithLabelValues(action).Inc()
+	s.o.Metrics.Failure.WithLabelValues(action, e.Code).Inc()
 	WriteError(c, s.log, err)
 }
 
-// mutate runs m as a RouteMutation workflow with update-with-start and
-// answers once the commit is decided, or 202 after the ack timeout.
-func (s *Server) mutate(c *gin.Context, m routes.Mutation) {
+// write is one write request as mutate and createBatch describe it to
+// startWrite.
+type write struct {
+	action string // the metrics label
+	tenant string
+	// workflowID names the workflow of the request's Idempotency-Key.
+	workflowID func(key string) string
+	// commit starts (or joins) the workflow and waits for its commit; it
+	// returns the answer's status and body.
+	commit func(ctx context.Context, wfID string) (int, any, error)
+}
+
+// startWrite is the path every write shares: authorization, the tenant's
+// write rate, the Idempotency-Key, the write bulkhead, the wait for the
+// commit bounded by the ack timeout (then 202), and the write metrics.
+func (s *Server) startWrite(c *gin.Context, w write) {
 	start := time.Now()
-	action := string(m.Action)
-	if err := m.Validate(); err != nil {
-		s.fail(c, m.Action, err)
-		return
-	}
-	if err := Authorize(c, m.Key.Tenant, true); err != nil {
-		s.fail(c, m.Action, err)
+	if err := Authorize(c, w.tenant, true); err != nil {
+		s.fail(c, w.action, err)
 		return
 	}
 	if s.o.Limiter != nil {
-		if ok, wait := s.o.Limiter.Allow(m.Key.Tenant); !ok {
-			s.fail(c, m.Action, rateLimited(c, wait))
+		if ok, wait := s.o.Limiter.Allow(w.tenant); !ok {
+			s.fail(c, w.action, rateLimited(c, wait))
 			return
 		}
 	}
@@ -81,50 +89,92 @@ func (s *Server) mutate(c *gin.Context, m routes.Mutation) {
 	if key == "" {
 		key = s.o.NewID()
 	} else if !validIdempotencyKey(key) {
-		s.fail(c, m.Action, InvalidArgument("Idempotency-Key must be 1-128 characters of letters, digits, '-', '_', '.', ':'"))
+		s.fail(c, w.action, InvalidArgument("Idempotency-Key must be 1-128 characters of letters, digits, '-', '_', '.', ':'"))
 		return
 	}
-	s.o.Metrics.Requests.WithLabelValues(action).Inc()
+	s.o.Metrics.Requests.WithLabelValues(w.action).Inc()
 	release, err := s.writes.Enter(c.Request.Context())
 	if err != nil {
-		s.o.Metrics.Failure.WithLabelValues(action, "unavailable").Inc()
+		s.o.Metrics.Failure.WithLabelValues(w.action, "unavailable").Inc()
 		WriteError(c, s.log, err)
 		return
 	}
 	defer release()
-	wfID := workflows.WorkflowID(m, key)
-	in := workflows.MutationInput{Mutation: m, EventID: s.o.NewID(), Principal: PrincipalName(c)}
+	wfID := w.workflowID(key)
 
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.o.AckTimeout)
 	defer cancel()
-	resp, err := s.execute(ctx, wfID, in)
+	status, body, err := w.commit(ctx, wfID)
 	if err != nil && notYet(ctx, err) && c.Request.Context().Err() == nil {
-		s.accepted(c, wfID, start, action)
+		s.accepted(c, wfID, start, w.action)
 		return
 	}
 	if err != nil {
 		e := ToError(err)
-		s.o.Metrics.Failure.WithLabelValues(action, e.Code).Inc()
+		s.o.Metrics.Failure.WithLabelValues(w.action, e.Code).Inc()
 		WriteError(c, s.log.With(zap.String("workflow_id", wfID)), err)
 		return
 	}
-	s.o.Metrics.Success.WithLabelValues(action).Inc()
-	s.o.Metrics.Latency.WithLabelValues(action).Observe(time.Since(start).Seconds())
-	status := http.StatusOK
-	if m.Action == routes.ActionCreated && resp.Changed {
-		status = http.StatusCreated
+	s.o.Metrics.Success.WithLabelValues(w.action).Inc()
+	s.o.Metrics.Latency.WithLabelValues(w.action).Observe(time.Since(start).Seconds())
+	c.JSON(status, body)
+}
+
+// mutate runs m as a RouteMutation workflow with update-with-start and
+// answers once the commit is decided, or 202 after the ack timeout.
+func (s *Server) mutate(c *gin.Context, m routes.Mutation) {
+	if err := m.Validate(); err != nil {
+		s.fail(c, string(m.Action), err)
+		return
 	}
-	c.JSON(status, resp)
+	s.startWrite(c, write{
+		action:     string(m.Action),
+		tenant:     m.Key.Tenant,
+		workflowID: func(key string) string { return workflows.WorkflowID(m, key) },
+		commit: func(ctx context.Context, wfID string) (int, any, error) {
+			in := workflows.MutationInput{Mutation: m, EventID: s.o.NewID(), Principal: PrincipalName(c)}
+			resp, err := s.execute(ctx, wfID, in)
+			status := http.StatusOK
+			if m.Action == routes.ActionCreated && resp.Changed {
+				status = http.StatusCreated
+			}
+			return status, resp, err
+		},
+	})
 }
 
 func (s *Server) execute(ctx context.Context, wfID string, in workflows.MutationInput) (mutationResponse, error) {
+	out, runID, err := commitWithStart[workflows.CommitOutput](ctx, s, wfID, workflows.WorkflowType, workflows.SearchAttributes(in.Mutation), in)
+	if errors.Is(err, errClosed) {
+		// Same Idempotency-Key, and the first mutation has finished:
+		// answer with its result.
+		return s.finished(ctx, wfID)
+	}
+	if err != nil {
+		return mutationResponse{}, err
+	}
+	return mutationResponse{
+		Route: out.Result.Route, Action: in.Mutation.Action, Changed: out.Result.Changed,
+		EventID: out.EventID, WorkflowID: wfID, RunID: runID,
+	}, nil
+}
+
+// errClosed says the workflow of this Idempotency-Key has closed already.
+var errClosed = errors.New("workflow closed")
+
+// commitWithStart starts the workflow wfID of type wfType (or joins the
+// running one: a repeated request) with update-with-start and waits for its
+// commit update's answer. It returns errClosed when the workflow has
+// already closed, so the caller answers from its result.
+func commitWithStart[T any](ctx context.Context, s *Server, wfID, wfType string, attrs temporal.SearchAttributes, in any) (T, string, error) {
+	var out T
 	startOp := s.o.Temporal.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
 		ID:                       wfID,
 		TaskQueue:                s.o.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		TypedSearchAttributes:    workflows.SearchAttributes(in.Mutation),
-	}, workflows.WorkflowType, in)
+		TypedSearchAttributes:    attrs,
+	}, wfType, in)
 	handle, err := s.o.Temporal.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
 		StartWorkflowOperation: startOp,
 		UpdateOptions: client.UpdateWorkflowOptions{
@@ -135,34 +185,37 @@ func (s *Server) execute(ctx context.Context, wfID string, in workflows.Mutation
 	})
 	if err != nil {
 		if temporal.IsWorkflowExecutionAlreadyStartedError(err) {
-			// Same Idempotency-Key, and the first mutation has finished:
-			// answer with its result.
-			return s.finished(ctx, wfID)
+			return out, "", errClosed
 		}
-		return mutationResponse{}, temporalError(err)
+		return out, "", temporalError(err)
 	}
-	var out workflows.CommitOutput
 	if err := handle.Get(ctx, &out); err != nil {
-		return mutationResponse{}, temporalError(err)
+		return out, "", temporalError(err)
 	}
-	return mutationResponse{
-		Route: out.Result.Route, Action: in.Mutation.Action, Changed: out.Result.Changed,
-		EventID: out.EventID, WorkflowID: wfID, RunID: handle.RunID(),
-	}, nil
+	return out, handle.RunID(), nil
+}
+
+// closedResult reads the result of the closed workflow wfID into T. A
+// workflow that ended without completing (terminated, timed out) is a
+// conflict: the key names a mutation that did not happen.
+func closedResult[T any](ctx context.Context, s *Server, wfID string) (T, string, error) {
+	var st T
+	run := s.o.Temporal.GetWorkflow(ctx, wfID, "")
+	if err := run.Get(ctx, &st); err != nil {
+		var appErr *temporal.ApplicationError
+		if ctx.Err() != nil || (!errors.As(err, &appErr) && isUnavailable(err)) {
+			return st, "", temporalError(err)
+		}
+		return st, "", Conflict("the mutation with this Idempotency-Key did not complete; run it again with `trafficmanager mutations retry " + wfID + "` or send a new key")
+	}
+	return st, run.GetRunID(), nil
 }
 
 // finished answers a repeated request from the closed workflow's result.
 func (s *Server) finished(ctx context.Context, wfID string) (mutationResponse, error) {
-	run := s.o.Temporal.GetWorkflow(ctx, wfID, "")
-	var st workflows.Status
-	if err := run.Get(ctx, &st); err != nil {
-		var appErr *temporal.ApplicationError
-		if ctx.Err() != nil || (!errors.As(err, &appErr) && isUnavailable(err)) {
-			return mutationResponse{}, temporalError(err)
-		}
-		// The first request's workflow ended without completing (terminated,
-		// timed out): the key names a mutation that did not happen.
-		return mutationResponse{}, Conflict("the mutation with this Idempotency-Key did not complete; run it again with `trafficmanager mutations retry " + wfID + "` or send a new key")
+	st, runID, err := closedResult[workflows.Status](ctx, s, wfID)
+	if err != nil {
+		return mutationResponse{}, err
 	}
 	if st.ErrorType != "" {
 		return mutationResponse{}, rejection(st.ErrorType, st.Error)
@@ -172,7 +225,7 @@ func (s *Server) finished(ctx context.Context, wfID string) (mutationResponse, e
 	}
 	return mutationResponse{
 		Route: st.Result.Route, Action: st.Action, Changed: st.Result.Changed,
-		EventID: st.EventID, WorkflowID: wfID, RunID: run.GetRunID(),
+		EventID: st.EventID, WorkflowID: wfID, RunID: runID,
 	}, nil
 }
 

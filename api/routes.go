@@ -127,7 +127,7 @@ func PrincipalName(c *gin.Context) string {
 func (s *Server) createRoute(c *gin.Context) {
 	var req createRequest
 	if err := decodeJSON(c, &req, false); err != nil {
-		s.fail(c, routes.ActionCreated, err)
+		s.fail(c, string(routes.ActionCreated), err)
 		return
 	}
 	active := true
@@ -150,7 +150,7 @@ func (s *Server) updateRoute(c *gin.Context) {
 		err = decodeJSON(c, &req, false)
 	}
 	if err != nil {
-		s.fail(c, routes.ActionUpdated, err)
+		s.fail(c, string(routes.ActionUpdated), err)
 		return
 	}
 	s.mutate(c, routes.Mutation{Action: routes.ActionUpdated, Key: k, URL: req.URL, ChangedBy: changedBy(c, req.ChangedBy)})
@@ -166,7 +166,7 @@ func (s *Server) setState(c *gin.Context, action routes.Action) {
 		err = decodeJSON(c, &req, true)
 	}
 	if err != nil {
-		s.fail(c, action, err)
+		s.fail(c, string(action), err)
 		return
 	}
 	s.mutate(c, routes.Mutation{Action: action, Key: k, ChangedBy: changedBy(c, req.ChangedBy)})
