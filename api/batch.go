@@ -4,10 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strings"
-	"time"
 
 	"github.com/gin-gonic/gin"
+	workflowpb "go.temporal.io/api/workflow/v1"
 
 	"github.com/trafficmanager/trafficmanager/routes"
 	"github.com/trafficmanager/trafficmanager/workflows"
@@ -134,9 +133,9 @@ func newBatchResponse(wfID, runID, batchID, tenant string, res []routes.Result, 
 	return out
 }
 
-// batchStatus is the answer of GET /api/v1/mutations/batch/...: counts and
+// batchStatusAnswer is the answer of GET /api/v1/mutations/batch/...: counts and
 // steps; the routes themselves are in the batch request's answer.
-type batchStatus struct {
+type batchStatusAnswer struct {
 	WorkflowID string          `json:"workflow_id"`
 	RunID      string          `json:"run_id"`
 	Status     string          `json:"status"`
@@ -150,38 +149,20 @@ type batchStatus struct {
 	Error      *statusError    `json:"error,omitempty"`
 }
 
-// getBatch answers GET /api/v1/mutations/batch/{tenant}/created/{key}.
-func (s *Server) getBatch(c *gin.Context, wfID string) {
-	parts := strings.Split(wfID, "/")
-	if len(parts) != 4 || parts[2] != string(routes.ActionCreated) {
-		WriteError(c, nil, MutationNotFound("no mutation "+truncate(wfID)))
-		return
-	}
-	if err := Authorize(c, parts[1], false); err != nil {
-		WriteError(c, nil, MutationNotFound("no mutation "+truncate(wfID)))
-		return
-	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), 5*time.Second)
-	defer cancel()
-	info, ok := s.describe(c, ctx, wfID)
-	if !ok {
-		return
-	}
-	out := batchStatus{
+// batchStatus answers GET /api/v1/mutations/batch/{tenant}/created/{key}.
+func (s *Server) batchStatus(ctx context.Context, wfID, tenant string, info *workflowpb.WorkflowExecutionInfo) batchStatusAnswer {
+	out := batchStatusAnswer{
 		WorkflowID: wfID,
 		RunID:      info.GetExecution().GetRunId(),
 		Status:     statusName(info.GetStatus()),
 		Action:     routes.ActionCreated,
-		Tenant:     parts[1],
-		Steps:      workflows.Steps{Committed: workflows.StepPending, Invalidated: workflows.StepPending, Published: workflows.StepPending, Audited: workflows.StepPending},
+		Tenant:     tenant,
+		Steps:      pendingSteps,
 	}
 	var st workflows.BatchStatus
 	if err := s.workflowStatus(ctx, wfID, out.RunID, info.GetStatus(), &st); err == nil {
 		out.BatchID, out.Routes, out.Created, out.Unchanged, out.Steps = st.BatchID, st.Routes, st.Created, st.Unchanged, st.Steps
-		if st.ErrorType != "" {
-			e := ToError(rejection(st.ErrorType, st.Error))
-			out.Error = &statusError{Code: e.Code, Message: e.Message}
-		}
+		out.Error = statusErrorOf(st.ErrorType, st.Error)
 	}
-	c.JSON(http.StatusOK, out)
+	return out
 }

@@ -313,20 +313,10 @@ type statusError struct {
 
 func (s *Server) getMutation(c *gin.Context) {
 	wfID := strings.TrimPrefix(c.Param("id"), "/")
-	if len(wfID) > 512 {
-		WriteError(c, nil, MutationNotFound("no mutation "+truncate(wfID)))
-		return
-	}
-	if strings.HasPrefix(wfID, "batch/") {
-		s.getBatch(c, wfID)
-		return
-	}
 	parts := strings.Split(wfID, "/")
-	if !strings.HasPrefix(wfID, "route/") || len(parts) != 7 {
-		WriteError(c, nil, MutationNotFound("no mutation "+truncate(wfID)))
-		return
-	}
-	if err := Authorize(c, parts[1], false); err != nil {
+	single := len(parts) == 7 && parts[0] == "route"
+	batch := len(parts) == 4 && parts[0] == "batch" && parts[2] == string(routes.ActionCreated)
+	if len(wfID) > 512 || !(single || batch) || Authorize(c, parts[1], false) != nil {
 		WriteError(c, nil, MutationNotFound("no mutation "+truncate(wfID)))
 		return
 	}
@@ -336,11 +326,15 @@ func (s *Server) getMutation(c *gin.Context) {
 	if !ok {
 		return
 	}
+	if batch {
+		c.JSON(http.StatusOK, s.batchStatus(ctx, wfID, parts[1], info))
+		return
+	}
 	out := mutationStatus{
 		WorkflowID: wfID,
 		RunID:      info.GetExecution().GetRunId(),
 		Status:     statusName(info.GetStatus()),
-		Steps:      workflows.Steps{Committed: workflows.StepPending, Invalidated: workflows.StepPending, Published: workflows.StepPending, Audited: workflows.StepPending},
+		Steps:      pendingSteps,
 	}
 	var st workflows.Status
 	if err := s.workflowStatus(ctx, wfID, out.RunID, info.GetStatus(), &st); err == nil {
@@ -349,15 +343,24 @@ func (s *Server) getMutation(c *gin.Context) {
 		if st.Result != nil {
 			out.Route, out.Changed = st.Result.Route, &st.Result.Changed
 		}
-		if st.ErrorType != "" {
-			e := ToError(rejection(st.ErrorType, st.Error))
-			out.Error = &statusError{Code: e.Code, Message: e.Message}
-		}
+		out.Error = statusErrorOf(st.ErrorType, st.Error)
 	} else {
 		out.Action = routes.Action(parts[5])
 		out.Route = routes.Key{Tenant: parts[1], Service: parts[2], Env: parts[3], Version: parts[4]}
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+// pendingSteps is what a mutation whose status cannot be read reports.
+var pendingSteps = workflows.Steps{Committed: workflows.StepPending, Invalidated: workflows.StepPending, Published: workflows.StepPending, Audited: workflows.StepPending}
+
+// statusErrorOf renders a rejected commit in a status answer.
+func statusErrorOf(errType, msg string) *statusError {
+	if errType == "" {
+		return nil
+	}
+	e := ToError(rejection(errType, msg))
+	return &statusError{Code: e.Code, Message: e.Message}
 }
 
 // describe returns the workflow's execution info, or answers 404/503 and
