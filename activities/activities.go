@@ -6,7 +6,6 @@ package activities
 import (
 	"context"
 	"errors"
-	"strings"
 
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
@@ -91,20 +90,14 @@ func commitError(err error) error {
 	case errors.Is(err, routes.ErrNotFound):
 		return temporal.NewNonRetryableApplicationError("route not found", ErrTypeNotFound, nil)
 	case errors.Is(err, routes.ErrConflict):
-		return temporal.NewNonRetryableApplicationError(conflictMessage(err), ErrTypeConflict, nil)
+		msg := "route already exists with another url"
+		var ce *routes.ConflictError
+		if errors.As(err, &ce) {
+			msg = ce.Reason // names the route in a batch
+		}
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypeConflict, nil)
 	}
 	return err
-}
-
-// conflictMessage keeps the store's description of a batch conflict (it
-// names the route); a single mutation's conflict has one fixed message.
-func conflictMessage(err error) string {
-	const marker = "routes["
-	msg := err.Error()
-	if i := strings.Index(msg, marker); i >= 0 {
-		return msg[i:]
-	}
-	return "route already exists with another url"
 }
 
 // Invalidate deletes the route's Redis entry (positive or negative) and

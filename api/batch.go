@@ -53,19 +53,7 @@ func (s *Server) createBatch(c *gin.Context) {
 	}
 	ms := make([]routes.Mutation, len(req.Routes))
 	for i, r := range req.Routes {
-		active := true
-		if r.Active != nil {
-			active = *r.Active
-		}
-		by := r.ChangedBy
-		if by == "" {
-			by = changedBy(c, req.ChangedBy)
-		}
-		ms[i] = routes.Mutation{
-			Action: routes.ActionCreated,
-			Key:    routes.Key{Tenant: r.Tenant, Service: r.Service, Env: r.Env, Version: r.Version},
-			URL:    r.URL, Active: active, ChangedBy: by,
-		}
+		ms[i] = r.mutation(c, req.ChangedBy)
 	}
 	if len(req.ChangedBy) > 256 {
 		s.fail(c, batchAction, routes.Invalid("changed_by", "must be at most 256 bytes"))

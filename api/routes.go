@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -130,17 +131,24 @@ func (s *Server) createRoute(c *gin.Context) {
 		s.fail(c, string(routes.ActionCreated), err)
 		return
 	}
+	s.mutate(c, req.mutation(c, ""))
+}
+
+// mutation is the create req asks for: active unless it says otherwise,
+// authored by its changed_by, else by orElse (a batch's), else as
+// changedBy decides.
+func (req createRequest) mutation(c *gin.Context, orElse string) routes.Mutation {
 	active := true
 	if req.Active != nil {
 		active = *req.Active
 	}
-	s.mutate(c, routes.Mutation{
+	return routes.Mutation{
 		Action:    routes.ActionCreated,
 		Key:       routes.Key{Tenant: req.Tenant, Service: req.Service, Env: req.Env, Version: req.Version},
 		URL:       req.URL,
 		Active:    active,
-		ChangedBy: changedBy(c, req.ChangedBy),
-	})
+		ChangedBy: changedBy(c, cmp.Or(req.ChangedBy, orElse)),
+	}
 }
 
 func (s *Server) updateRoute(c *gin.Context) {

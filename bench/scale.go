@@ -44,26 +44,11 @@ func benchScale(ctx context.Context, p *platform, bin string, total, hot int) ([
 	}
 	defer conn.Close(ctx)
 	const services = 1000
-	start := time.Now()
-	var tenantID int64
-	if err := conn.QueryRow(ctx, `INSERT INTO tenants (name) VALUES ('scale') RETURNING id`).Scan(&tenantID); err != nil {
-		return nil, err
-	}
-	envIDs := make([]int64, services)
-	for i := range services {
-		if err := conn.QueryRow(ctx, `WITH s AS (INSERT INTO services (tenant_id, service_name) VALUES ($1, $2) RETURNING id)
-			INSERT INTO environments (service_id, env_name) SELECT id, 'prod' FROM s RETURNING id`, tenantID, fmt.Sprintf("svc-%d", i)).Scan(&envIDs[i]); err != nil {
-			return nil, err
-		}
-	}
-	n, err := conn.CopyFrom(ctx, pgx.Identifier{"endpoints"}, []string{"environment_id", "version", "url"},
-		pgx.CopyFromSlice(total, func(i int) ([]any, error) {
-			return []any{envIDs[i%services], fmt.Sprintf("v%d", i/services), fmt.Sprintf("https://svc-%d.scale.example/v%d", i%services, i/services)}, nil
-		}))
+	copyTime, err := copyRoutes(ctx, conn, "scale", total, services)
 	if err != nil {
 		return nil, err
 	}
-	copyTime := time.Since(start)
+	n := total
 	fmt.Printf("scale: COPY of %d routes in %s (%.0f routes/s)\n", n, copyTime.Round(time.Millisecond), float64(n)/copyTime.Seconds())
 	// Measure the steady state, not the minutes after a bulk load: VACUUM
 	// sets the hint bits the first reads would otherwise write page by page,

@@ -26,7 +26,7 @@ func BenchmarkTierRedisHit(b *testing.B) {
 		b.Fatal(err)
 	}
 	st := newMemStore() // never reached: every answer comes from Redis
-	r, err := New(Options{Store: st, Redis: cache.NewRedis(rdb, time.Minute), L1Entries: -1})
+	r, err := New(Options{Store: st, Redis: rc, L1Entries: -1})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -134,9 +134,17 @@ func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
 // Invalid returns an InvalidError for field.
 func Invalid(field, reason string) error { return &InvalidError{Field: field, Reason: reason} }
 
-// ConflictError says a route exists with another URL.
+// ConflictError says a route exists with another URL. Reason is written
+// for the caller: it names the route when a batch holds several.
+type ConflictError struct{ Reason string }
+
+func (e *ConflictError) Error() string { return "route conflict: " + e.Reason }
+
+// Is makes errors.Is(err, ErrConflict) true for every ConflictError.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
 func conflictf(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrConflict}, args...)...)
+	return &ConflictError{Reason: fmt.Sprintf(format, args...)}
 }
 
 func trimmed(s string) bool { return strings.TrimSpace(s) == s }

@@ -99,7 +99,7 @@ func (s *Store) create(ctx context.Context, m Mutation) (Result, error) {
 		case last.replays(m):
 			res = last.result(existing)
 		case existing.URL != m.URL:
-			return conflictf("exists with another url")
+			return conflictf("route already exists with another url")
 		default:
 			res = Result{Route: existing, PreviousURL: existing.URL, PreviousState: State(existing.IsActive)}
 		}

@@ -169,8 +169,5 @@ func (b *batch) awaitCommit(ctx workflow.Context) (BatchCommitOutput, error) {
 }
 
 func (b *batch) finish(ctx workflow.Context) (BatchStatus, error) {
-	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
-		return b.status, err
-	}
-	return b.status, nil
+	return b.status, handlersDone(ctx)
 }

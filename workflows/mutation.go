@@ -287,8 +287,10 @@ const firstAttemptTimeout = time.Second
 // finish waits for update handlers still running (a late duplicate request)
 // before completing, so none is left unanswered.
 func (m *mutation) finish(ctx workflow.Context) (Status, error) {
-	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
-		return m.status, err
-	}
-	return m.status, nil
+	return m.status, handlersDone(ctx)
+}
+
+// handlersDone waits until no update handler is running.
+func handlersDone(ctx workflow.Context) error {
+	return workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 }
