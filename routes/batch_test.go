@@ -74,6 +74,19 @@ func TestCreateBatchCreatesEveryRouteOnceAndReportsReRuns(t *testing.T) {
 		require.EqualValues(t, 1, r.Route.Revision)
 	}
 	require.Equal(t, routes.MaxBatch, countRoutes(t, store, tenant))
+
+	// The first batch re-run after one of its routes changed: it still
+	// reports what it did, and changes nothing.
+	_, err = store.Apply(ctx, routes.Mutation{Action: routes.ActionDeactivated, Key: ms[7].Key, EventID: "ev-off"})
+	require.NoError(t, err)
+	res, err = store.CreateBatch(ctx, ms)
+	require.NoError(t, err)
+	require.True(t, res[7].Changed)
+	require.EqualValues(t, 1, res[7].Route.Revision)
+	got, err = store.Get(ctx, ms[7].Key)
+	require.NoError(t, err)
+	require.False(t, got.IsActive)
+	require.EqualValues(t, 2, got.Revision)
 }
 
 func TestCreateBatchIsAllOrNothing(t *testing.T) {

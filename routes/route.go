@@ -68,10 +68,12 @@ type Mutation struct {
 	URL       string `json:"url,omitempty"`    // created, updated
 	Active    bool   `json:"active,omitempty"` // created: initial state
 	ChangedBy string `json:"changed_by,omitempty"`
-	// EventID identifies the change. A mutation applied again with the same
-	// event id (a re-run of its workflow) reports the change it made
-	// instead of "nothing changed", as long as no later change happened.
+	// EventID identifies the mutation. Applied again with the same event id
+	// (a re-run of its workflow) it reports the outcome the ledger recorded
+	// the first time and changes nothing, whatever happened since.
 	EventID string `json:"event_id,omitempty"`
+	// WorkflowID names the workflow that applies it (recorded in the ledger).
+	WorkflowID string `json:"workflow_id,omitempty"`
 }
 
 // Validate checks the mutation's names and URL as API.md's "Names" says.

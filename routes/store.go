@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -34,23 +35,33 @@ func scanRoute(row pgx.Row) (Route, error) {
 	return r, err
 }
 
-// Apply applies m atomically: it creates the tenant, service and
-// environment when needed (create only), locks the route row and applies
-// the change, bumping the revision. An already-applied change returns
-// Changed=false and writes nothing.
+// Apply applies m atomically and exactly once: it looks m's event id up
+// in the ledger first and, when found, returns the outcome recorded then
+// and changes nothing, whatever committed since. Otherwise it creates the
+// tenant, service and environment when needed (create only), locks the
+// route row, applies the change (bumping the revision) and records the
+// outcome in the ledger in the same transaction. A change to a state the
+// route already has returns Changed=false; not found and conflict are
+// recorded too, so a re-run is rejected the same way.
 func (s *Store) Apply(ctx context.Context, m Mutation) (Result, error) {
 	if err := m.Validate(); err != nil {
 		return Result{}, err
 	}
+	if m.EventID == "" {
+		m.EventID = uuid.NewString() // a caller that never re-runs
+	}
 	var res Result
 	var err error
-	if m.Action == ActionCreated {
-		res, err = s.create(ctx, m)
-	} else {
-		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			res, err = change(ctx, tx, m)
-			return err
-		})
+	for range 3 {
+		if m.Action == ActionCreated {
+			res, err = s.create(ctx, m)
+		} else {
+			res, err = s.change(ctx, m)
+		}
+		if !isLedgerDuplicate(err) {
+			break
+		}
+		err = errRerunRace // the next attempt finds the other run's record
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("%s route %s: %w", m.Action, m.Key, translate(err))
@@ -58,14 +69,17 @@ func (s *Store) Apply(ctx context.Context, m Mutation) (Result, error) {
 	return res, nil
 }
 
-// createSQL creates the route and any missing parent in one statement: one
-// round trip and one commit on the write path's hot spot. The parents'
-// "DO UPDATE" is a no-op write that makes RETURNING yield an existing id
-// and locks the parent row until commit, so concurrent creators of one
-// tenant serialize instead of racing.
+// createSQL creates the route and any missing parent, and records it in
+// the ledger, in one statement: one round trip and one commit on the write
+// path's hot spot. It does nothing when the ledger already knows the event
+// id (a re-run) or the route exists; the caller then decides in a
+// transaction. The parents' "DO UPDATE" is a no-op write that makes
+// RETURNING yield an existing id and locks the parent row until commit, so
+// concurrent creators of one tenant serialize instead of racing.
 const createSQL = `
 WITH t AS (
-	INSERT INTO tenants (name) VALUES ($1)
+	INSERT INTO tenants (name) SELECT $1
+	WHERE NOT EXISTS (SELECT 1 FROM route_ledger WHERE event_id = $7)
 	ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id
 ), s AS (
 	INSERT INTO services (tenant_id, service_name) SELECT id, $2 FROM t
@@ -73,15 +87,22 @@ WITH t AS (
 ), en AS (
 	INSERT INTO environments (service_id, env_name) SELECT id, $3 FROM s
 	ON CONFLICT (service_id, env_name) DO UPDATE SET env_name = EXCLUDED.env_name RETURNING id
+), ep AS (
+	INSERT INTO endpoints (environment_id, version, url, is_active)
+	SELECT id, $4, $5, $6 FROM en
+	ON CONFLICT (environment_id, version) DO NOTHING
+	RETURNING id, url, is_active, revision, created_at, updated_at
+), l AS (
+	INSERT INTO route_ledger (event_id, endpoint_id, tenant, service, env, version, outcome, action,
+		revision, url, is_active, changed_by, workflow_id, occurred_at)
+	SELECT $7, id, $1, $2, $3, $4, 'changed', 'created', revision, url, is_active, $8, $9, updated_at FROM ep
 )
-INSERT INTO endpoints (environment_id, version, url, is_active, last_event_id)
-SELECT id, $4, $5, $6, $7 FROM en
-ON CONFLICT (environment_id, version) DO NOTHING
-RETURNING url, is_active, revision, created_at, updated_at`
+SELECT url, is_active, revision, created_at, updated_at FROM ep`
 
 func (s *Store) create(ctx context.Context, m Mutation) (Result, error) {
 	r := Route{Tenant: m.Key.Tenant, Service: m.Key.Service, Env: m.Key.Env, Version: m.Key.Version}
-	err := s.pool.QueryRow(ctx, createSQL, m.Key.Tenant, m.Key.Service, m.Key.Env, m.Key.Version, m.URL, m.Active, m.EventID).
+	err := s.pool.QueryRow(ctx, createSQL, m.Key.Tenant, m.Key.Service, m.Key.Env, m.Key.Version, m.URL, m.Active,
+		m.EventID, m.ChangedBy, m.WorkflowID).
 		Scan(&r.URL, &r.IsActive, &r.Revision, &r.CreatedAt, &r.UpdatedAt)
 	if err == nil {
 		return Result{Route: r, Changed: true}, nil
@@ -89,96 +110,122 @@ func (s *Store) create(ctx context.Context, m Mutation) (Result, error) {
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return Result{}, err
 	}
-	// The route exists: creating it again is a no-op when the URL matches.
-	var res Result
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		existing, last, err := lockRoute(ctx, tx, m.Key)
-		switch {
-		case err != nil:
-			return err
-		case last.replays(m):
-			res = last.result(existing)
-		case existing.URL != m.URL:
-			return conflictf("route already exists with another url")
-		default:
-			res = Result{Route: existing, PreviousURL: existing.URL, PreviousState: State(existing.IsActive)}
+	// A re-run, or the route exists: creating it again is a no-op when the
+	// URL matches, else a conflict.
+	return s.decide(ctx, m, func(ctx context.Context, tx pgx.Tx) (Result, error) {
+		existing, id, err := lockRoute(ctx, tx, m.Key)
+		if errors.Is(err, ErrNotFound) {
+			return Result{}, errRerunRace // created and gone: nothing deletes routes, so retry
 		}
-		return nil
+		if err != nil {
+			return Result{}, err
+		}
+		if existing.URL != m.URL {
+			c := conflictf("route already exists with another url")
+			return Result{}, rejected{c, &id}
+		}
+		res := Result{Route: existing, PreviousURL: existing.URL, PreviousState: State(existing.IsActive)}
+		return res, recordUnchanged(ctx, tx, m, id, existing)
 	})
-	return res, err
 }
 
-// lastChange is what the row remembers of the change that made it.
-type lastChange struct {
-	eventID        string
-	previousURL    string
-	previousActive *bool
+// rejected carries a decided rejection out of a transaction that records
+// it (and must commit).
+type rejected struct {
+	err        error
+	endpointID *int64
 }
 
-// replays reports whether m is the mutation that made the route's current
-// state (same event id), so applying it again must report that change.
-func (l lastChange) replays(m Mutation) bool {
-	return m.EventID != "" && l.eventID == m.EventID
-}
+func (r rejected) Error() string { return r.err.Error() }
 
-func (l lastChange) result(r Route) Result {
-	res := Result{Route: r, Changed: true}
-	if l.previousActive != nil {
-		res.PreviousURL, res.PreviousState = l.previousURL, State(*l.previousActive)
+// decide runs apply in a transaction after looking m up in the ledger: a
+// recorded mutation returns its recorded outcome. A rejection that apply
+// returns as rejected is recorded and committed, then returned.
+func (s *Store) decide(ctx context.Context, m Mutation, apply func(context.Context, pgx.Tx) (Result, error)) (Result, error) {
+	var res Result
+	var rejection error
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rec, found, err := lookup(ctx, tx, m.EventID)
+		if err != nil {
+			return err
+		}
+		if found {
+			res, rejection = rec.replay()
+			return nil
+		}
+		res, err = apply(ctx, tx)
+		var rej rejected
+		if errors.As(err, &rej) {
+			rejection = rej.err
+			return recordRejection(ctx, tx, m, rej.endpointID, rej.err)
+		}
+		return err
+	})
+	if err != nil {
+		return Result{}, err
 	}
-	return res
+	return res, rejection
 }
 
-func lockRoute(ctx context.Context, tx pgx.Tx, k Key) (Route, lastChange, error) {
+func lockRoute(ctx context.Context, tx pgx.Tx, k Key) (Route, int64, error) {
 	var r Route
-	var l lastChange
-	err := tx.QueryRow(ctx, `SELECT `+routeColumns+`, e.last_event_id, e.previous_url, e.previous_active FROM `+routeJoin+`
+	var id int64
+	err := tx.QueryRow(ctx, `SELECT `+routeColumns+`, e.id FROM `+routeJoin+`
 		WHERE t.name = $1 AND s.service_name = $2 AND en.env_name = $3 AND e.version = $4
 		FOR UPDATE OF e`, k.Tenant, k.Service, k.Env, k.Version).Scan(
-		&r.Tenant, &r.Service, &r.Env, &r.Version, &r.URL, &r.IsActive, &r.Revision, &r.CreatedAt, &r.UpdatedAt,
-		&l.eventID, &l.previousURL, &l.previousActive)
+		&r.Tenant, &r.Service, &r.Env, &r.Version, &r.URL, &r.IsActive, &r.Revision, &r.CreatedAt, &r.UpdatedAt, &id)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Route{}, l, ErrNotFound
+		return Route{}, 0, ErrNotFound
 	}
-	return r, l, err
+	return r, id, err
 }
 
-func change(ctx context.Context, tx pgx.Tx, m Mutation) (Result, error) {
-	before, last, err := lockRoute(ctx, tx, m.Key)
-	if err != nil {
-		return Result{}, err
-	}
-	if last.replays(m) {
-		return last.result(before), nil
-	}
-	res := Result{Route: before, PreviousURL: before.URL, PreviousState: State(before.IsActive)}
-	url, active := before.URL, before.IsActive
-	switch m.Action {
-	case ActionUpdated:
-		url = m.URL
-	case ActionActivated:
-		active = true
-	case ActionDeactivated:
-		active = false
-	}
-	if url == before.URL && active == before.IsActive {
+// changeSQL applies a change to a locked route and records it in the
+// ledger, in one statement.
+const changeSQL = `
+WITH up AS (
+	UPDATE endpoints SET url = $2, is_active = $3, revision = revision + 1, updated_at = now()
+	WHERE id = $1
+	RETURNING id, url, is_active, revision, updated_at
+), l AS (
+	INSERT INTO route_ledger (event_id, endpoint_id, tenant, service, env, version, outcome, action,
+		revision, url, is_active, previous_url, previous_state, changed_by, workflow_id, occurred_at)
+	SELECT $4, id, $5, $6, $7, $8, 'changed', $9, revision, url, is_active, $10, $11, $12, $13, updated_at FROM up
+)
+SELECT url, is_active, revision, updated_at FROM up`
+
+func (s *Store) change(ctx context.Context, m Mutation) (Result, error) {
+	return s.decide(ctx, m, func(ctx context.Context, tx pgx.Tx) (Result, error) {
+		before, id, err := lockRoute(ctx, tx, m.Key)
+		if errors.Is(err, ErrNotFound) {
+			return Result{}, rejected{err: ErrNotFound}
+		}
+		if err != nil {
+			return Result{}, err
+		}
+		res := Result{Route: before, PreviousURL: before.URL, PreviousState: State(before.IsActive)}
+		url, active := before.URL, before.IsActive
+		switch m.Action {
+		case ActionUpdated:
+			url = m.URL
+		case ActionActivated:
+			active = true
+		case ActionDeactivated:
+			active = false
+		}
+		if url == before.URL && active == before.IsActive {
+			return res, recordUnchanged(ctx, tx, m, id, before)
+		}
+		err = tx.QueryRow(ctx, changeSQL, id, url, active,
+			m.EventID, m.Key.Tenant, m.Key.Service, m.Key.Env, m.Key.Version, m.Action,
+			before.URL, State(before.IsActive), m.ChangedBy, m.WorkflowID,
+		).Scan(&res.Route.URL, &res.Route.IsActive, &res.Route.Revision, &res.Route.UpdatedAt)
+		if err != nil {
+			return Result{}, err
+		}
+		res.Changed = true
 		return res, nil
-	}
-	err = tx.QueryRow(ctx, `
-		UPDATE endpoints e SET url = $5, is_active = $6, revision = e.revision + 1, updated_at = now(),
-			last_event_id = $7, previous_url = $8, previous_active = $9
-		FROM environments en, services s, tenants t
-		WHERE en.id = e.environment_id AND s.id = en.service_id AND t.id = s.tenant_id
-		  AND t.name = $1 AND s.service_name = $2 AND en.env_name = $3 AND e.version = $4
-		RETURNING e.url, e.is_active, e.revision, e.updated_at`,
-		m.Key.Tenant, m.Key.Service, m.Key.Env, m.Key.Version, url, active,
-		m.EventID, before.URL, before.IsActive,
-	).Scan(&res.Route.URL, &res.Route.IsActive, &res.Route.Revision, &res.Route.UpdatedAt)
-	if err != nil {
-		return Result{}, err
-	}
-	res.Changed = true
-	return res, nil
+	})
 }
 
 // Get returns the route named k, active or not.

@@ -166,29 +166,3 @@ func TestListPagesThroughRoutesInKeyOrder(t *testing.T) {
 	require.ErrorIs(t, err, routes.ErrInvalid)
 }
 
-func TestApplyingTheSameChangeAgainReportsItUntilALaterChange(t *testing.T) {
-	store := routes.NewStore(testenv.Postgres(t))
-	ctx := context.Background()
-	k := key(testenv.Name(t, "team"))
-	create := routes.Mutation{Action: routes.ActionCreated, Key: k, URL: "https://a.example", Active: true, EventID: "ev-create"}
-	_, err := store.Apply(ctx, create)
-	require.NoError(t, err)
-	again, err := store.Apply(ctx, create)
-	require.NoError(t, err)
-	require.True(t, again.Changed, "a re-run of the create reports its change so its side effects run")
-	require.EqualValues(t, 1, again.Route.Revision)
-
-	deactivate := routes.Mutation{Action: routes.ActionDeactivated, Key: k, EventID: "ev-off"}
-	first, err := store.Apply(ctx, deactivate)
-	require.NoError(t, err)
-	rerun, err := store.Apply(ctx, deactivate)
-	require.NoError(t, err)
-	require.Equal(t, first, rerun)
-	require.Equal(t, "active", rerun.PreviousState)
-
-	other := routes.Mutation{Action: routes.ActionDeactivated, Key: k, EventID: "ev-other"}
-	res, err := store.Apply(ctx, other)
-	require.NoError(t, err)
-	require.False(t, res.Changed, "another mutation finding the same state is a no-op")
-	require.EqualValues(t, 2, res.Route.Revision)
-}
