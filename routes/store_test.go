@@ -165,4 +165,3 @@ func TestListPagesThroughRoutesInKeyOrder(t *testing.T) {
 	_, err = store.List(ctx, routes.Filter{Cursor: "!!garbage"})
 	require.ErrorIs(t, err, routes.ErrInvalid)
 }
-
