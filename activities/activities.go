@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 
@@ -64,6 +65,7 @@ type Activities struct {
 // at once. Anything else (Postgres unreachable, serialization failures) is
 // retried by the workflow's policy.
 func (a *Activities) Commit(ctx context.Context, m routes.Mutation) (routes.Result, error) {
+	m.WorkflowID = workflowID(ctx)
 	res, err := a.Routes.Apply(ctx, m)
 	return res, commitError(err)
 }
@@ -71,8 +73,22 @@ func (a *Activities) Commit(ctx context.Context, m routes.Mutation) (routes.Resu
 // CommitBatch creates a batch of routes in one transaction; errors are
 // classified as Commit's are.
 func (a *Activities) CommitBatch(ctx context.Context, ms []routes.Mutation) ([]routes.Result, error) {
+	if id := workflowID(ctx); id != "" {
+		for i := range ms {
+			ms[i].WorkflowID = id
+		}
+	}
 	res, err := a.Routes.CreateBatch(ctx, ms)
 	return res, commitError(err)
+}
+
+// workflowID is the id of the workflow running the activity (recorded in
+// the ledger), or "" outside one.
+func workflowID(ctx context.Context) string {
+	if !activity.IsActivity(ctx) {
+		return ""
+	}
+	return activity.GetInfo(ctx).WorkflowExecution.ID
 }
 
 // commitError turns the store's domain errors into non-retryable

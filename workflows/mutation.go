@@ -30,6 +30,8 @@ const (
 	StepDone     = "done"
 	StepSkipped  = "skipped"
 	StepRejected = "rejected"
+	// StepRetrying: the first attempt failed; a durable activity retries it.
+	StepRetrying = "retrying"
 )
 
 // MutationInput is the input of RouteMutation. EventID is decided once by
@@ -70,8 +72,7 @@ type CommitOutput struct {
 // Retry policies, explicit and documented in docs/temporal.md.
 var (
 	// commitRetry retries a commit that failed for a transient reason
-	// (Postgres unreachable, serialization failure) until it succeeds; the
-	// caller has long been answered 202 by then.
+	// (Postgres unreachable, serialization failure) within its local window.
 	commitRetry = &temporal.RetryPolicy{
 		InitialInterval:    100 * time.Millisecond,
 		BackoffCoefficient: 2,
@@ -80,8 +81,8 @@ var (
 			activities.ErrTypeInvalid, activities.ErrTypeNotFound, activities.ErrTypeConflict,
 		},
 	}
-	// sideEffectRetry retries without a limit on attempts: an outage of
-	// Redis, Kafka or MongoDB delays a side effect, never drops it.
+	// sideEffectRetry was the policy of side effects retried as local
+	// activities; kept for histories recorded before DurableSideEffects.
 	sideEffectRetry = &temporal.RetryPolicy{
 		InitialInterval:    200 * time.Millisecond,
 		BackoffCoefficient: 2,
@@ -150,38 +151,76 @@ func (m *mutation) commit(ctx workflow.Context) (routes.Result, error) {
 	mut := m.in.Mutation
 	mut.EventID = m.in.EventID // a re-run of this mutation is recognised by the store
 	var res routes.Result
-	err := commitUntilDecided(ctx, func(lctx workflow.Context) workflow.Future {
-		return workflow.ExecuteLocalActivity(lctx, a.Commit, mut)
-	}, &res)
+	err := commitUntilDecided(ctx, a.Commit, mut, &res)
 	return res, err
 }
 
-// commitUntilDecided runs a commit local activity until it succeeds or is
+// DurableCommit is the change id (workflow.GetVersion) of the commit that
+// continues as a regular activity after a minute of local attempts.
+const DurableCommit = "durable-commit"
+
+// commitUntilDecided runs a commit activity until it succeeds or is
 // rejected (validation, not found, conflict), decoding its result into out.
-func commitUntilDecided(ctx workflow.Context, run func(workflow.Context) workflow.Future, out any) error {
+//
+// It runs as a local activity first, in the workflow task, retried for up
+// to commitLocalWindow (a Postgres restart, a lost COMMIT reply); the
+// caller has been answered 202 after TM_WRITE_ACK_TIMEOUT by then. An
+// outage longer than that continues as a regular activity with unlimited
+// attempts, so the history stays a few events long however long Postgres
+// is away. Re-running a commit is always safe: the store finds the event
+// id in its ledger and returns the recorded outcome.
+func commitUntilDecided(ctx workflow.Context, activity any, arg any, out any) error {
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout: 10 * time.Second,
-		// Without it the SDK bounds all attempts by StartToCloseTimeout: a
-		// Postgres outage longer than 10 s would end the commit.
-		ScheduleToCloseTimeout: commitGiveUpAfter,
+		StartToCloseTimeout:    10 * time.Second,
+		ScheduleToCloseTimeout: commitLocalWindow,
 		RetryPolicy:            commitRetry,
 	})
 	for {
-		err := run(lctx).Get(ctx, out)
+		err := workflow.ExecuteLocalActivity(lctx, activity, arg).Get(ctx, out)
 		if err == nil || isRejection(err) {
 			return err
 		}
-		// Not a decision about the mutation (the retry window ran out):
-		// keep trying; the caller was answered 202 long ago.
+		if workflow.GetVersion(ctx, DurableCommit, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
+			actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+				StartToCloseTimeout: 10 * time.Second,
+				RetryPolicy:         durableCommitRetry,
+			})
+			for {
+				err := workflow.ExecuteActivity(actx, activity, arg).Get(ctx, out)
+				if err == nil || isRejection(err) {
+					return err
+				}
+				if err := workflow.Sleep(ctx, durableCommitRetry.MaximumInterval); err != nil {
+					return err
+				}
+			}
+		}
+		// Histories from before DurableCommit: keep trying locally.
 		if err := workflow.Sleep(ctx, commitRetry.MaximumInterval); err != nil {
 			return err
 		}
 	}
 }
 
-// commitGiveUpAfter bounds one series of commit attempts; the workflow then
-// starts another, so an acknowledged (202) mutation is never dropped.
+// commitLocalWindow bounds the commit's local attempts. (Before
+// DurableCommit it was 24 h of local attempts; histories of that time
+// replay the same, since the window is not part of the history.)
+const commitLocalWindow = time.Minute
+
+// commitGiveUpAfter bounds the local retries of side effects in histories
+// recorded before DurableSideEffects.
 const commitGiveUpAfter = 24 * time.Hour
+
+// durableCommitRetry retries a commit after its local window without a
+// limit on attempts or time.
+var durableCommitRetry = &temporal.RetryPolicy{
+	InitialInterval:    time.Second,
+	BackoffCoefficient: 2,
+	MaximumInterval:    30 * time.Second,
+	NonRetryableErrorTypes: []string{
+		activities.ErrTypeInvalid, activities.ErrTypeNotFound, activities.ErrTypeConflict,
+	},
+}
 
 // isRejection reports whether err is a permanent answer about the mutation.
 func isRejection(err error) bool {
@@ -212,17 +251,8 @@ func rejectionOf(err error) (msg, errType string) {
 	return err.Error(), ""
 }
 
-// sideEffects runs invalidation, publish and audit as local activities, in
-// parallel, until each has succeeded.
-//
-// The first attempt runs in the commit's workflow task, so the change
-// reaches caches and resolvers within milliseconds and a whole mutation is
-// usually one workflow task (few history events, high throughput on any
-// Temporal store). That task's completion also carries the update's answer:
-// the caller's acknowledgement waits for the commit plus this first,
-// time-boxed attempt (firstAttemptTimeout), never for a retry. Whatever
-// failed is then retried with the durable policy, backing off with server
-// timers, without a limit on attempts.
+// sideEffects runs invalidation, publish and audit in parallel until each
+// has succeeded (see runSideEffects).
 func (m *mutation) sideEffects(ctx workflow.Context, res routes.Result) {
 	var a *activities.Activities
 	info := workflow.GetInfo(ctx)
@@ -230,47 +260,81 @@ func (m *mutation) sideEffects(ctx workflow.Context, res routes.Result) {
 	ev.WorkflowID, ev.RunID = info.WorkflowExecution.ID, info.WorkflowExecution.RunID
 	ev.Principal = m.in.Principal
 	key := res.Route.Key()
-	steps := []sideEffect{
-		{func(c workflow.Context) workflow.Future {
-			return workflow.ExecuteLocalActivity(c, a.Invalidate, key, res.Route.Revision)
-		}, &m.status.Steps.Invalidated},
-		{func(c workflow.Context) workflow.Future { return workflow.ExecuteLocalActivity(c, a.Publish, ev) }, &m.status.Steps.Published},
-		{func(c workflow.Context) workflow.Future { return workflow.ExecuteLocalActivity(c, a.Audit, ev) }, &m.status.Steps.Audited},
-	}
-	runSideEffects(ctx, steps, firstAttemptTimeout)
+	runSideEffects(ctx, []sideEffect{
+		{a.Invalidate, []any{key, res.Route.Revision}, &m.status.Steps.Invalidated},
+		{a.Publish, []any{ev}, &m.status.Steps.Published},
+		{a.Audit, []any{ev}, &m.status.Steps.Audited},
+	}, firstAttemptTimeout)
 }
 
-// sideEffect is one step after the commit: how to run it as a local
-// activity, and where to record that it is done.
+// sideEffect is one step after the commit: the activity, its arguments,
+// and where to record that it is done.
 type sideEffect struct {
-	run   func(workflow.Context) workflow.Future
-	state *string
+	activity any
+	args     []any
+	state    *string
 }
 
-// runSideEffects runs the steps in parallel: a first attempt bounded by
-// first, then durable retries until each has succeeded.
+// DurableSideEffects is the change id (workflow.GetVersion) of the durable
+// path of side effects: regular activities instead of local ones.
+const DurableSideEffects = "durable-side-effects"
+
+// runSideEffects runs the steps in parallel: first as local activities
+// with a single, time-boxed attempt, in the commit's workflow task, so the
+// change reaches caches and resolvers within milliseconds and a whole
+// mutation is usually one workflow task (few history events, high
+// throughput on any Temporal store). That task's completion also carries
+// the commit update's answer: the caller's acknowledgement waits for the
+// commit plus at most this first attempt (first), never for a retry.
+//
+// A step whose first attempt failed continues as a regular activity with
+// unlimited attempts and no overall deadline. Its retries are the server's
+// and add no history events: an outage of minutes or days costs the same
+// few events (scheduled, started, completed, a version marker and the
+// workflow task that follows), where retrying local activities inside the
+// workflow task grew the history with the outage until Temporal's limit.
+// The first workflow task also completes at once (nothing local is left
+// running), so the caller is answered as soon as the first attempt ends.
+//
+// Histories recorded before the durable path replay the local retries
+// (workflow.DefaultVersion).
 func runSideEffects(ctx workflow.Context, steps []sideEffect, first time.Duration) {
 	firstCtx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: first,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
 	})
-	durable := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+	legacy := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout:    10 * time.Second,
 		ScheduleToCloseTimeout: commitGiveUpAfter,
 		RetryPolicy:            sideEffectRetry,
+	})
+	durable := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: durableAttemptTimeout,
+		RetryPolicy:         durableRetry,
 	})
 	wg := workflow.NewWaitGroup(ctx)
 	for _, s := range steps {
 		wg.Add(1)
 		workflow.Go(ctx, func(gctx workflow.Context) {
 			defer wg.Done()
-			if s.run(firstCtx).Get(gctx, nil) == nil {
+			if workflow.ExecuteLocalActivity(firstCtx, s.activity, s.args...).Get(gctx, nil) == nil {
 				*s.state = StepDone
 				return
 			}
-			for s.run(durable).Get(gctx, nil) != nil {
-				// The retry window ran out: start another one.
-				if workflow.Sleep(gctx, sideEffectRetry.MaximumInterval) != nil {
+			if workflow.GetVersion(gctx, DurableSideEffects, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+				for workflow.ExecuteLocalActivity(legacy, s.activity, s.args...).Get(gctx, nil) != nil {
+					if workflow.Sleep(gctx, sideEffectRetry.MaximumInterval) != nil {
+						return
+					}
+				}
+				*s.state = StepDone
+				return
+			}
+			*s.state = StepRetrying
+			for workflow.ExecuteActivity(durable, s.activity, s.args...).Get(gctx, nil) != nil {
+				// Only a cancellation ends an activity with unlimited
+				// attempts; start it again unless the workflow is ending.
+				if workflow.Sleep(gctx, durableRetry.MaximumInterval) != nil {
 					return
 				}
 			}
@@ -281,8 +345,21 @@ func runSideEffects(ctx workflow.Context, steps []sideEffect, first time.Duratio
 }
 
 // firstAttemptTimeout bounds how much a side effect may add to the
-// caller's acknowledgement when its dependency is slow or down.
+// caller's acknowledgement when its dependency is slow, hung or down.
 const firstAttemptTimeout = time.Second
+
+// durableAttemptTimeout bounds one attempt of a durable side effect.
+const durableAttemptTimeout = 30 * time.Second
+
+// durableRetry retries a side effect without a limit on attempts or time:
+// an outage of Redis, Kafka or MongoDB delays it, never drops it. Backing
+// off to 30 s keeps a week-long outage at about 20,000 attempts, none of
+// which adds a history event.
+var durableRetry = &temporal.RetryPolicy{
+	InitialInterval:    time.Second,
+	BackoffCoefficient: 2,
+	MaximumInterval:    30 * time.Second,
+}
 
 // finish waits for update handlers still running (a late duplicate request)
 // before completing, so none is left unanswered.

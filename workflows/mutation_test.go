@@ -283,3 +283,60 @@ func TestRouteMutationRevisionsGrowWithEachChange(t *testing.T) {
 	require.Equal(t, "active", ur.out.Result.PreviousState)
 	require.False(t, ur.out.Result.Route.IsActive)
 }
+
+// A side effect whose dependency stays down for a week continues as a
+// regular activity with unlimited attempts and ends done, with the commit
+// answered at once. (History events per outage are measured on a real
+// server in e2e; here Temporal's test clock skips the week.)
+func TestRouteMutationOutlivesAWeekLongOutageOfASideEffect(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.SetTestTimeout(2 * time.Minute)
+	f := newFixture(t)
+	week := 7 * 24 * time.Hour
+	f.pub.failures = int(week / (30 * time.Second)) // the durable policy backs off to 30 s
+	m := create(testenv.Name(t, "team"), "https://payments.example/v2")
+	start := env.Now()
+
+	st, ur := f.run(t, env, workflows.MutationInput{Mutation: m, EventID: "ev-week"})
+
+	require.NoError(t, ur.err)
+	require.True(t, ur.out.Result.Changed)
+	// 20,160 failed attempts: more than four days on the test clock (its
+	// environment restarts a retry series after ten attempts).
+	require.Greater(t, env.Now().Sub(start), 4*24*time.Hour, "the test clock went through the outage")
+	require.Equal(t, f.pub.failures+1, f.pub.calls)
+	require.Equal(t, []string{"ev-week"}, f.pub.ids)
+	require.Equal(t, workflows.Steps{Committed: "done", Invalidated: "done", Published: "done", Audited: "done"}, st.Steps)
+}
+
+// A re-run of a mutation (reset, mutations retry) after newer changes of
+// its route reports the outcome recorded the first time, changes nothing,
+// and re-sends its own side effects with its own event.
+func TestRouteMutationReRunAfterNewerChangesReplaysItsOwnOutcome(t *testing.T) {
+	f := newFixture(t)
+	var s testsuite.WorkflowTestSuite
+	m := create(testenv.Name(t, "team"), "https://a.example")
+	f.run(t, s.NewTestWorkflowEnvironment(), workflows.MutationInput{Mutation: m, EventID: "ev-a"})
+	toB := m
+	toB.Action, toB.URL = routes.ActionUpdated, "https://b.example"
+	_, first := f.run(t, s.NewTestWorkflowEnvironment(), workflows.MutationInput{Mutation: toB, EventID: "ev-b"})
+	toC := toB
+	toC.URL = "https://c.example"
+	f.run(t, s.NewTestWorkflowEnvironment(), workflows.MutationInput{Mutation: toC, EventID: "ev-c"})
+
+	st, again := f.run(t, s.NewTestWorkflowEnvironment(), workflows.MutationInput{Mutation: toB, EventID: "ev-b"})
+
+	require.NoError(t, again.err)
+	require.Equal(t, first.out.Result.Route.Revision, again.out.Result.Route.Revision)
+	require.EqualValues(t, 2, again.out.Result.Route.Revision)
+	require.Equal(t, "https://b.example", again.out.Result.Route.URL)
+	require.Equal(t, "https://a.example", again.out.Result.PreviousURL)
+	require.Equal(t, "done", st.Steps.Audited)
+	require.Equal(t, []string{"ev-a", "ev-b", "ev-c", "ev-b"}, f.pub.ids, "the re-run re-sends its own event id")
+	require.EqualValues(t, 2, f.aud.docs["ev-b"].Metadata.Revision)
+	got, err := f.store.Get(context.Background(), m.Key)
+	require.NoError(t, err)
+	require.Equal(t, "https://c.example", got.URL)
+	require.EqualValues(t, 3, got.Revision)
+}
