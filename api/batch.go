@@ -69,35 +69,78 @@ func (s *Server) createBatch(c *gin.Context) {
 		tenant:     tenant,
 		workflowID: func(key string) string { return workflows.BatchWorkflowID(tenant, key) },
 		commit: func(ctx context.Context, wfID string) (int, any, error) {
-			in := workflows.BatchInput{Mutations: ms, BatchID: s.o.NewID(), Principal: PrincipalName(c)}
-			resp, err := s.executeBatch(ctx, wfID, in)
-			status := http.StatusOK
-			if resp.Created > 0 {
-				status = http.StatusCreated
+			in := workflows.BatchInput{
+				Mutations: ms, BatchID: workflows.EventIDFor(wfID), Principal: PrincipalName(c),
+				RequestHash: workflows.RequestHash(ms),
 			}
-			return status, resp, err
+			resp, err := s.executeBatch(ctx, wfID, in)
+			return batchStatusCode(resp), resp, err
+		},
+		recorded: func(ctx context.Context, wfID string) (int, any, bool, error) {
+			return s.recordedBatch(ctx, wfID, tenant, len(ms))
 		},
 	})
+}
+
+// recordedBatch answers a batch from the ledger (see write.recorded).
+func (s *Server) recordedBatch(ctx context.Context, wfID, tenant string, n int) (int, any, bool, error) {
+	batchID := workflows.EventIDFor(wfID)
+	ids := make([]string, n)
+	at := make(map[string]int, n)
+	for i := range ids {
+		ids[i] = workflows.BatchEventID(batchID, i)
+		at[ids[i]] = i
+	}
+	recs, err := s.o.Ledger.Recorded(ctx, ids...)
+	if err != nil || len(recs) == 0 {
+		return 0, nil, false, err
+	}
+	res := make([]routes.Result, n)
+	for _, rec := range recs {
+		if rec.Err != nil {
+			return 0, recordedRejection(rec.Err), true, nil
+		}
+		res[at[rec.EventID]] = rec.Result
+	}
+	if len(recs) != n {
+		return 0, nil, false, nil
+	}
+	resp := newBatchResponse(wfID, s.runID(ctx, wfID), batchID, tenant, res, ids)
+	return batchStatusCode(resp), resp, true, nil
+}
+
+// batchStatusCode is 201 when the batch created a route, else 200.
+func batchStatusCode(resp batchResponse) int {
+	if resp.Created > 0 {
+		return http.StatusCreated
+	}
+	return http.StatusOK
 }
 
 func (s *Server) executeBatch(ctx context.Context, wfID string, in workflows.BatchInput) (batchResponse, error) {
 	tenant := in.Mutations[0].Key.Tenant
 	out, runID, err := commitWithStart[workflows.BatchCommitOutput](ctx, s, wfID, workflows.BatchWorkflowType, workflows.BatchSearchAttributes(tenant), in)
 	if errors.Is(err, errClosed) {
-		return s.finishedBatch(ctx, wfID)
+		return s.finishedBatch(ctx, wfID, in.RequestHash)
 	}
 	if err != nil {
 		return batchResponse{}, err
+	}
+	if !sameRequest(out.RequestHash, in.RequestHash) {
+		return batchResponse{}, errKeyReused
 	}
 	// out.BatchID: a repeated request attaches to the first one's workflow.
 	return newBatchResponse(wfID, runID, out.BatchID, tenant, out.Results, out.EventIDs), nil
 }
 
 // finishedBatch answers a repeated batch request from the closed workflow.
-func (s *Server) finishedBatch(ctx context.Context, wfID string) (batchResponse, error) {
+func (s *Server) finishedBatch(ctx context.Context, wfID, requestHash string) (batchResponse, error) {
 	st, runID, err := closedResult[workflows.BatchStatus](ctx, s, wfID)
 	if err != nil {
 		return batchResponse{}, err
+	}
+	if !sameRequest(st.RequestHash, requestHash) {
+		return batchResponse{}, errKeyReused
 	}
 	if st.ErrorType != "" {
 		return batchResponse{}, rejection(st.ErrorType, st.Error)
@@ -135,6 +178,7 @@ type batchStatusAnswer struct {
 	Unchanged  int             `json:"unchanged"`
 	Steps      workflows.Steps `json:"steps"`
 	Error      *statusError    `json:"error,omitempty"`
+	Hint       string          `json:"hint,omitempty"`
 }
 
 // batchStatus answers GET /api/v1/mutations/batch/{tenant}/created/{key}.
@@ -152,5 +196,18 @@ func (s *Server) batchStatus(ctx context.Context, wfID, tenant string, info *wor
 		out.BatchID, out.Routes, out.Created, out.Unchanged, out.Steps = st.BatchID, st.Routes, st.Created, st.Unchanged, st.Steps
 		out.Error = statusErrorOf(st.ErrorType, st.Error)
 	}
+	if out.Steps.Committed == workflows.StepPending {
+		// A batch commits all or nothing: its first route's record says
+		// whether it has.
+		if rec, ok := s.recordedCommit(ctx, workflows.BatchEventID(workflows.EventIDFor(wfID), 0)); ok {
+			out.Steps.Committed = workflows.StepDone
+			if rec.Err != nil {
+				e := ToError(recordedRejection(rec.Err))
+				out.Steps = workflows.Steps{Committed: workflows.StepRejected, Invalidated: workflows.StepSkipped, Published: workflows.StepSkipped, Audited: workflows.StepSkipped}
+				out.Error = &statusError{Code: e.Code, Message: e.Message}
+			}
+		}
+	}
+	out.Hint = retryHint(info.GetStatus(), wfID)
 	return out
 }

@@ -68,6 +68,9 @@ type write struct {
 	// commit starts (or joins) the workflow and waits for its commit; it
 	// returns the answer's status and body.
 	commit func(ctx context.Context, wfID string) (int, any, error)
+	// recorded answers from the ledger when the workflow has not answered
+	// within the ack timeout: ok is false when the commit has not happened.
+	recorded func(ctx context.Context, wfID string) (status int, body any, ok bool, err error)
 }
 
 // startWrite is the path every write shares: authorization, the tenant's
@@ -106,7 +109,22 @@ func (s *Server) startWrite(c *gin.Context, w write) {
 	defer cancel()
 	status, body, err := w.commit(ctx, wfID)
 	if err != nil && notYet(ctx, err) && c.Request.Context().Err() == nil {
-		s.accepted(c, wfID, start, w.action)
+		// The workflow did not answer in time; the ledger may know that the
+		// commit happened (a slow workflow task, a worker restart): then the
+		// answer is the commit's, never 202.
+		status, body, ok := s.fromLedger(c.Request.Context(), w, wfID)
+		if !ok {
+			s.accepted(c, wfID, start, w.action)
+			return
+		}
+		if e, isErr := body.(error); isErr {
+			s.o.Metrics.Failure.WithLabelValues(w.action, ToError(e).Code).Inc()
+			WriteError(c, s.log.With(zap.String("workflow_id", wfID)), e)
+			return
+		}
+		s.o.Metrics.Success.WithLabelValues(w.action).Inc()
+		s.o.Metrics.Latency.WithLabelValues(w.action).Observe(time.Since(start).Seconds())
+		c.JSON(status, body)
 		return
 	}
 	if err != nil {
@@ -118,6 +136,32 @@ func (s *Server) startWrite(c *gin.Context, w write) {
 	s.o.Metrics.Success.WithLabelValues(w.action).Inc()
 	s.o.Metrics.Latency.WithLabelValues(w.action).Observe(time.Since(start).Seconds())
 	c.JSON(status, body)
+}
+
+// fromLedger answers a write whose workflow did not answer in time from the
+// ledger; ok is false when the ledger does not know the commit (yet). A
+// recorded rejection comes back as an error body.
+func (s *Server) fromLedger(ctx context.Context, w write, wfID string) (status int, body any, ok bool) {
+	if s.o.Ledger == nil || w.recorded == nil {
+		return 0, nil, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	status, body, ok, err := w.recorded(ctx, wfID)
+	if err != nil {
+		s.log.Info("ledger lookup after the ack timeout failed", zap.String("workflow_id", wfID), zap.Error(err))
+		return 0, nil, false
+	}
+	return status, body, ok
+}
+
+// runID returns the run id of wfID's latest run, or "".
+func (s *Server) runID(ctx context.Context, wfID string) string {
+	desc, err := s.o.Temporal.DescribeWorkflowExecution(ctx, wfID, "")
+	if err != nil {
+		return ""
+	}
+	return desc.GetWorkflowExecutionInfo().GetExecution().GetRunId()
 }
 
 // mutate runs m as a RouteMutation workflow with update-with-start and
@@ -132,15 +176,60 @@ func (s *Server) mutate(c *gin.Context, m routes.Mutation) {
 		tenant:     m.Key.Tenant,
 		workflowID: func(key string) string { return workflows.WorkflowID(m, key) },
 		commit: func(ctx context.Context, wfID string) (int, any, error) {
-			in := workflows.MutationInput{Mutation: m, EventID: s.o.NewID(), Principal: PrincipalName(c)}
-			resp, err := s.execute(ctx, wfID, in)
-			status := http.StatusOK
-			if m.Action == routes.ActionCreated && resp.Changed {
-				status = http.StatusCreated
+			in := workflows.MutationInput{
+				Mutation: m, EventID: workflows.EventIDFor(wfID), Principal: PrincipalName(c),
+				RequestHash: workflows.RequestHash(m),
 			}
-			return status, resp, err
+			resp, err := s.execute(ctx, wfID, in)
+			return mutationStatusCode(m.Action, resp.Changed), resp, err
+		},
+		recorded: func(ctx context.Context, wfID string) (int, any, bool, error) {
+			recs, err := s.o.Ledger.Recorded(ctx, workflows.EventIDFor(wfID))
+			if err != nil || len(recs) == 0 {
+				return 0, nil, false, err
+			}
+			rec := recs[0]
+			if rec.Err != nil {
+				return 0, recordedRejection(rec.Err), true, nil
+			}
+			resp := mutationResponse{
+				Route: rec.Result.Route, Action: m.Action, Changed: rec.Result.Changed,
+				EventID: rec.EventID, WorkflowID: wfID, RunID: s.runID(ctx, wfID),
+			}
+			return mutationStatusCode(m.Action, resp.Changed), resp, true, nil
 		},
 	})
+}
+
+// mutationStatusCode is 201 for a create that created, else 200.
+func mutationStatusCode(action routes.Action, changed bool) int {
+	if action == routes.ActionCreated && changed {
+		return http.StatusCreated
+	}
+	return http.StatusOK
+}
+
+// recordedRejection is the API error of a rejection the ledger recorded.
+func recordedRejection(err error) error {
+	var ce *routes.ConflictError
+	switch {
+	case errors.As(err, &ce):
+		return Conflict(ce.Reason)
+	case errors.Is(err, routes.ErrNotFound):
+		return RouteNotFound("route not found")
+	}
+	return err
+}
+
+// errKeyReused answers a repeated Idempotency-Key whose request differs
+// from the first one's.
+var errKeyReused = &Error{http.StatusUnprocessableEntity, "idempotency_key_reused",
+	"this Idempotency-Key was used for another request; send a new key"}
+
+// sameRequest reports whether a mutation's recorded request hash matches
+// this request's (workflows from before request hashes match anything).
+func sameRequest(recorded, this string) bool {
+	return recorded == "" || recorded == this
 }
 
 func (s *Server) execute(ctx context.Context, wfID string, in workflows.MutationInput) (mutationResponse, error) {
@@ -148,10 +237,13 @@ func (s *Server) execute(ctx context.Context, wfID string, in workflows.Mutation
 	if errors.Is(err, errClosed) {
 		// Same Idempotency-Key, and the first mutation has finished:
 		// answer with its result.
-		return s.finished(ctx, wfID)
+		return s.finished(ctx, wfID, in.RequestHash)
 	}
 	if err != nil {
 		return mutationResponse{}, err
+	}
+	if !sameRequest(out.RequestHash, in.RequestHash) {
+		return mutationResponse{}, errKeyReused
 	}
 	return mutationResponse{
 		Route: out.Result.Route, Action: in.Mutation.Action, Changed: out.Result.Changed,
@@ -212,10 +304,13 @@ func closedResult[T any](ctx context.Context, s *Server, wfID string) (T, string
 }
 
 // finished answers a repeated request from the closed workflow's result.
-func (s *Server) finished(ctx context.Context, wfID string) (mutationResponse, error) {
+func (s *Server) finished(ctx context.Context, wfID, requestHash string) (mutationResponse, error) {
 	st, runID, err := closedResult[workflows.Status](ctx, s, wfID)
 	if err != nil {
 		return mutationResponse{}, err
+	}
+	if !sameRequest(st.RequestHash, requestHash) {
+		return mutationResponse{}, errKeyReused
 	}
 	if st.ErrorType != "" {
 		return mutationResponse{}, rejection(st.ErrorType, st.Error)
@@ -304,6 +399,8 @@ type mutationStatus struct {
 	EventID    string          `json:"event_id,omitempty"`
 	Steps      workflows.Steps `json:"steps"`
 	Error      *statusError    `json:"error,omitempty"`
+	// Hint says how to move a mutation on that did not complete.
+	Hint string `json:"hint,omitempty"`
 }
 
 type statusError struct {
@@ -348,7 +445,57 @@ func (s *Server) getMutation(c *gin.Context) {
 		out.Action = routes.Action(parts[5])
 		out.Route = routes.Key{Tenant: parts[1], Service: parts[2], Env: parts[3], Version: parts[4]}
 	}
+	if out.Steps.Committed == workflows.StepPending {
+		// The workflow could not say (its status query timed out behind a
+		// busy workflow task, or it ended before recording its commit):
+		// the ledger, written with the commit, can.
+		s.committedFromLedger(ctx, wfID, &out)
+	}
+	out.Hint = retryHint(info.GetStatus(), wfID)
 	c.JSON(http.StatusOK, out)
+}
+
+// committedFromLedger fills a status's commit from the ledger, when the
+// ledger has recorded it.
+func (s *Server) committedFromLedger(ctx context.Context, wfID string, out *mutationStatus) {
+	rec, ok := s.recordedCommit(ctx, workflows.EventIDFor(wfID))
+	if !ok {
+		return
+	}
+	out.EventID = rec.EventID
+	if rec.Err != nil {
+		e := ToError(recordedRejection(rec.Err))
+		out.Steps = workflows.Steps{Committed: workflows.StepRejected, Invalidated: workflows.StepSkipped, Published: workflows.StepSkipped, Audited: workflows.StepSkipped}
+		out.Error = &statusError{Code: e.Code, Message: e.Message}
+		return
+	}
+	out.Steps.Committed = workflows.StepDone
+	out.Route, out.Changed = rec.Result.Route, &rec.Result.Changed
+	if !rec.Result.Changed {
+		out.Steps.Invalidated, out.Steps.Published, out.Steps.Audited = workflows.StepSkipped, workflows.StepSkipped, workflows.StepSkipped
+	}
+}
+
+// recordedCommit returns the ledger's record of eventID, if any.
+func (s *Server) recordedCommit(ctx context.Context, eventID string) (routes.Recorded, bool) {
+	if s.o.Ledger == nil {
+		return routes.Recorded{}, false
+	}
+	recs, err := s.o.Ledger.Recorded(ctx, eventID)
+	if err != nil || len(recs) == 0 {
+		return routes.Recorded{}, false
+	}
+	return recs[0], true
+}
+
+// retryHint is the way forward of a mutation that ended without
+// completing: `mutations retry` runs it again (its commit applies once).
+func retryHint(st enumspb.WorkflowExecutionStatus, wfID string) string {
+	switch st {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		return ""
+	}
+	return "run `trafficmanager mutations retry " + wfID + "` to finish it; its commit applies at most once"
 }
 
 // pendingSteps is what a mutation whose status cannot be read reports.
@@ -386,6 +533,10 @@ func (s *Server) workflowStatus(ctx context.Context, wfID, runID string, status 
 	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
 		return s.o.Temporal.GetWorkflow(ctx, wfID, runID).Get(ctx, out)
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		// A query waits for a workflow task in progress; leave time for the
+		// ledger to answer instead.
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
 		v, err := s.o.Temporal.QueryWorkflow(ctx, wfID, runID, workflows.StatusQuery)
 		if err != nil {
 			return err

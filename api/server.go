@@ -25,11 +25,20 @@ type RouteReader interface {
 	List(ctx context.Context, f routes.Filter) (routes.Page, error)
 }
 
+// Ledger reads the recorded outcomes of mutations (routes.Store).
+type Ledger interface {
+	Recorded(ctx context.Context, eventIDs ...string) ([]routes.Recorded, error)
+}
+
 // Options configure the API server.
 type Options struct {
-	Temporal   client.Client
-	TaskQueue  string
-	Routes     RouteReader
+	Temporal  client.Client
+	TaskQueue string
+	Routes    RouteReader
+	// Ledger answers a write from the source of truth when its workflow
+	// has not answered within AckTimeout, and completes mutation status;
+	// nil: 202 as before.
+	Ledger     Ledger
 	Audit      AuditQuerier // nil: audit endpoints answer 503
 	AckTimeout time.Duration
 	Metrics    *observability.WriteMetrics

@@ -111,7 +111,7 @@ func startPlatformWith(t *testing.T, o platformOptions) *platform {
 
 	reg := observability.NewRegistry()
 	opts := api.Options{
-		Temporal: tc, TaskQueue: p.queue, Routes: routes.NewStore(p.pool), Audit: auditStore,
+		Temporal: tc, TaskQueue: p.queue, Routes: routes.NewStore(p.pool), Ledger: routes.NewStore(p.pool), Audit: auditStore,
 		AckTimeout: ackTimeout, Metrics: observability.NewWriteMetrics(reg), Registry: reg, Log: log,
 	}
 	if o.auth {

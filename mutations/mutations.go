@@ -11,6 +11,7 @@ import (
 
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/serviceerror"
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
@@ -150,9 +151,15 @@ func Retry(ctx context.Context, c client.Client, namespace, workflowID, reason s
 		return "", fmt.Errorf("%s is %s: %w", workflowID, StatusName(info.GetStatus()), ErrNotRetryable)
 	}
 	runID := info.GetExecution().GetRunId()
-	first, err := firstWorkflowTaskCompleted(ctx, c, workflowID, runID)
+	first, started, err := firstWorkflowTaskCompleted(ctx, c, workflowID, runID)
 	if err != nil {
 		return "", err
+	}
+	if first == 0 {
+		// It ended before completing a workflow task: there is no point to
+		// reset to. Start it again with the same input (hence the same
+		// event id): its commit finds itself in the ledger if it happened.
+		return restart(ctx, c, namespace, workflowID, started)
 	}
 	if reason == "" {
 		reason = "trafficmanager mutations retry"
@@ -170,16 +177,50 @@ func Retry(ctx context.Context, c client.Client, namespace, workflowID, reason s
 	return res.GetRunId(), nil
 }
 
-func firstWorkflowTaskCompleted(ctx context.Context, c client.Client, workflowID, runID string) (int64, error) {
+// firstWorkflowTaskCompleted returns the event id of the run's first
+// completed workflow task (0 when it has none) and its start event.
+func firstWorkflowTaskCompleted(ctx context.Context, c client.Client, workflowID, runID string) (int64, *historypb.WorkflowExecutionStartedEventAttributes, error) {
 	it := c.GetWorkflowHistory(ctx, workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var started *historypb.WorkflowExecutionStartedEventAttributes
 	for it.HasNext() {
 		ev, err := it.Next()
 		if err != nil {
-			return 0, fmt.Errorf("history of %s: %w", workflowID, err)
+			return 0, nil, fmt.Errorf("history of %s: %w", workflowID, err)
 		}
-		if ev.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED {
-			return ev.GetEventId(), nil
+		switch ev.GetEventType() {
+		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+			started = ev.GetWorkflowExecutionStartedEventAttributes()
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+			return ev.GetEventId(), started, nil
 		}
 	}
-	return 0, fmt.Errorf("%s never completed a workflow task; start it again with the same Idempotency-Key", workflowID)
+	if started == nil {
+		return 0, nil, fmt.Errorf("history of %s has no start event", workflowID)
+	}
+	return 0, started, nil
+}
+
+// restart starts a new run of a closed workflow with the input, task queue
+// and search attributes of its start event. The id reuse policy lets it
+// start only over a run that did not complete.
+func restart(ctx context.Context, c client.Client, namespace, workflowID string, started *historypb.WorkflowExecutionStartedEventAttributes) (string, error) {
+	res, err := c.WorkflowService().StartWorkflowExecution(ctx, &workflowservice.StartWorkflowExecutionRequest{
+		Namespace:                namespace,
+		WorkflowId:               workflowID,
+		WorkflowType:             started.GetWorkflowType(),
+		TaskQueue:                started.GetTaskQueue(),
+		Input:                    started.GetInput(),
+		SearchAttributes:         started.GetSearchAttributes(),
+		Memo:                     started.GetMemo(),
+		WorkflowTaskTimeout:      started.GetWorkflowTaskTimeout(),
+		WorkflowRunTimeout:       started.GetWorkflowRunTimeout(),
+		WorkflowExecutionTimeout: started.GetWorkflowExecutionTimeout(),
+		WorkflowIdReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+		RequestId:                workflowID + "/" + started.GetOriginalExecutionRunId() + "/restart",
+		Identity:                 "trafficmanager mutations retry",
+	})
+	if err != nil {
+		return "", fmt.Errorf("start %s again: %w", workflowID, err)
+	}
+	return res.GetRunId(), nil
 }

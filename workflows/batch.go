@@ -21,9 +21,10 @@ const BatchWorkflowType = "RouteBatch"
 // one tenant. Each route's event id derives from BatchID and its position
 // (BatchEventID), so a re-run sends the same ids.
 type BatchInput struct {
-	Mutations []routes.Mutation `json:"mutations"`
-	BatchID   string            `json:"batch_id"`
-	Principal string            `json:"principal,omitempty"`
+	Mutations   []routes.Mutation `json:"mutations"`
+	BatchID     string            `json:"batch_id"`
+	Principal   string            `json:"principal,omitempty"`
+	RequestHash string            `json:"request_hash,omitempty"`
 }
 
 // BatchStatus is what the status query and the workflow result of a batch
@@ -40,13 +41,16 @@ type BatchStatus struct {
 	Steps     Steps           `json:"steps"`
 	Error     string          `json:"error,omitempty"`
 	ErrorType string          `json:"error_type,omitempty"`
+	// RequestHash is the input's (see MutationInput).
+	RequestHash string `json:"request_hash,omitempty"`
 }
 
 // BatchCommitOutput is what the commit update of a batch returns.
 type BatchCommitOutput struct {
-	BatchID  string          `json:"batch_id"`
-	Results  []routes.Result `json:"results"`
-	EventIDs []string        `json:"event_ids"`
+	BatchID     string          `json:"batch_id"`
+	Results     []routes.Result `json:"results"`
+	EventIDs    []string        `json:"event_ids"`
+	RequestHash string          `json:"request_hash,omitempty"`
 }
 
 // batchFirstAttemptTimeout bounds the first attempt of a batch's side
@@ -86,6 +90,8 @@ func RouteBatch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 		BatchID: in.BatchID,
 		Routes:  len(in.Mutations),
 		Steps:   Steps{StepPending, StepPending, StepPending, StepPending},
+
+		RequestHash: in.RequestHash,
 	}}
 	if len(in.Mutations) > 0 {
 		b.status.Tenant = in.Mutations[0].Key.Tenant
@@ -163,7 +169,7 @@ func (b *batch) awaitCommit(ctx workflow.Context) (BatchCommitOutput, error) {
 	if b.commitErr != nil {
 		return BatchCommitOutput{}, b.commitErr
 	}
-	return BatchCommitOutput{BatchID: b.in.BatchID, Results: b.status.Results, EventIDs: b.status.EventIDs}, nil
+	return BatchCommitOutput{BatchID: b.in.BatchID, Results: b.status.Results, EventIDs: b.status.EventIDs, RequestHash: b.in.RequestHash}, nil
 }
 
 func (b *batch) finish(ctx workflow.Context) (BatchStatus, error) {

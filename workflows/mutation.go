@@ -41,6 +41,9 @@ type MutationInput struct {
 	Mutation  routes.Mutation `json:"mutation"`
 	EventID   string          `json:"event_id"`
 	Principal string          `json:"principal,omitempty"`
+	// RequestHash fingerprints the request (RequestHash), so the API can
+	// refuse the same Idempotency-Key sent with another request.
+	RequestHash string `json:"request_hash,omitempty"`
 }
 
 // Steps is where each step of a mutation stands.
@@ -59,14 +62,16 @@ type Status struct {
 	Result  *routes.Result `json:"result,omitempty"`
 	Steps   Steps          `json:"steps"`
 	// Error is set when the commit was rejected (validation, not found, conflict).
-	Error     string `json:"error,omitempty"`
-	ErrorType string `json:"error_type,omitempty"`
+	Error       string `json:"error,omitempty"`
+	ErrorType   string `json:"error_type,omitempty"`
+	RequestHash string `json:"request_hash,omitempty"`
 }
 
 // CommitOutput is what the commit update returns to the API.
 type CommitOutput struct {
-	Result  routes.Result `json:"result"`
-	EventID string        `json:"event_id"`
+	Result      routes.Result `json:"result"`
+	EventID     string        `json:"event_id"`
+	RequestHash string        `json:"request_hash,omitempty"`
 }
 
 // Retry policies, explicit and documented in docs/temporal.md.
@@ -100,6 +105,8 @@ func RouteMutation(ctx workflow.Context, in MutationInput) (Status, error) {
 		Key:     in.Mutation.Key,
 		EventID: in.EventID,
 		Steps:   Steps{StepPending, StepPending, StepPending, StepPending},
+
+		RequestHash: in.RequestHash,
 	}}
 	return m.run(ctx)
 }
@@ -143,7 +150,7 @@ func (m *mutation) awaitCommit(ctx workflow.Context) (CommitOutput, error) {
 	if m.commitErr != nil {
 		return CommitOutput{}, m.commitErr
 	}
-	return CommitOutput{Result: *m.status.Result, EventID: m.in.EventID}, nil
+	return CommitOutput{Result: *m.status.Result, EventID: m.in.EventID, RequestHash: m.in.RequestHash}, nil
 }
 
 func (m *mutation) commit(ctx workflow.Context) (routes.Result, error) {

@@ -1,6 +1,11 @@
 package workflows
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+
+	"github.com/google/uuid"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/trafficmanager/trafficmanager/routes"
@@ -39,4 +44,24 @@ func SearchAttributes(m routes.Mutation) temporal.SearchAttributes {
 func WorkflowID(m routes.Mutation, key string) string {
 	k := m.Key
 	return "route/" + k.Tenant + "/" + k.Service + "/" + k.Env + "/" + k.Version + "/" + string(m.Action) + "/" + key
+}
+
+// EventIDFor returns the event id of the mutation workflow wfID (for a
+// batch, its batch id): a name-based UUID, so anyone who knows the workflow
+// id (a repeated request, the status endpoint) can find the mutation in
+// the ledger, and every run of the workflow uses the same id.
+func EventIDFor(wfID string) string {
+	return uuid.NewSHA1(uuid.NameSpaceURL, []byte("trafficmanager:mutation:"+wfID)).String()
+}
+
+// RequestHash fingerprints what a request asks for (v, JSON-encoded), so a
+// repeated Idempotency-Key with another request can be told apart from a
+// retry of the same one.
+func RequestHash(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
 }
