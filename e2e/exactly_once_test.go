@@ -151,6 +151,9 @@ func TestAResetMutationNeverUndoesANewerChange(t *testing.T) {
 
 			newRun := resetToFirstWorkflowTask(t, p, wfID)
 			after := awaitCompleted(t, p, wfID, newRun)
+			if tt.name == "update" {
+				recordHistory(t, p, wfID, "rerun_history.json")
+			}
 
 			require.Equal(t, before.Body["changed"], after.Body["changed"], "the re-run reports the original outcome")
 			require.Equal(t, before.Body["event_id"], after.Body["event_id"])
@@ -189,6 +192,7 @@ func TestAResetBatchNeverUndoesANewerChange(t *testing.T) {
 	newRun := resetToFirstWorkflowTask(t, p, wfID)
 	after := awaitCompleted(t, p, wfID, newRun)
 	require.EqualValues(t, 2, after.Body["created"], after.Raw)
+	recordHistory(t, p, wfID, "batch_rerun_history.json")
 
 	got := p.do(t, "GET", "/api/v1/routes/"+tenant+"/search/prod/v2", nil)
 	require.Equal(t, "https://s.example/v2-new", got.Body["url"])

@@ -4,11 +4,14 @@ import (
 	"context"
 	"net/http"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/trafficmanager/trafficmanager/internal/devstack"
 	"github.com/trafficmanager/trafficmanager/internal/testenv"
@@ -29,6 +32,30 @@ func historyEvents(t *testing.T, p *platform, wfID string) (int, map[string]int)
 		byType[ev.GetEventType().String()]++
 	}
 	return n, byType
+}
+
+// recordHistory writes the workflow's latest run's history as JSON (the
+// format of `temporal workflow show --output json`) into
+// $TM_RECORD_HISTORIES/name, when that variable is set: how the replay
+// tests' histories in workflows/testdata are recorded.
+func recordHistory(t *testing.T, p *platform, wfID, name string) {
+	t.Helper()
+	dir := os.Getenv("TM_RECORD_HISTORIES")
+	if dir == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var h historypb.History
+	it := p.tc.GetWorkflowHistory(ctx, wfID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		require.NoError(t, err)
+		h.Events = append(h.Events, ev)
+	}
+	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(&h)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, name), b, 0o644))
 }
 
 // outageHistoryBound is the most history events a mutation may have after
@@ -82,6 +109,7 @@ func TestAKafkaOutageAddsABoundedNumberOfHistoryEvents(t *testing.T) {
 	after, types := historyEvents(t, p, wfID)
 	t.Logf("history events of a mutation, Kafka outage of %s: %d during, %d at the end %v (ack %s)", outage, during, after, types, ack.Round(time.Millisecond))
 	require.LessOrEqual(t, after, outageHistoryBound)
+	recordHistory(t, p, wfID, "outage_history.json")
 	require.Len(t, p.eventsFor(t, k), 1)
 	require.EqualValues(t, 1, p.auditDocs(t, res.Body["event_id"].(string)))
 }

@@ -56,9 +56,10 @@ type platformOptions struct {
 	auth       bool    // bearer tokens on; p.admin holds an admin token
 	writeRPS   float64 // per-tenant write limit; 0 = unlimited
 	burst      int
-	dsn        string   // a Postgres of the test's own (fault tests); default a fresh database
-	brokers    []string // a Kafka of the test's own; default a fresh kfake
-	noWorker   bool     // the test runs its own worker (a process)
+	dsn        string        // a Postgres of the test's own (fault tests); default a fresh database
+	brokers    []string      // a Kafka of the test's own; default a fresh kfake
+	rdb        *redis.Client // a Redis of the test's own; default the shared one
+	noWorker   bool          // the test runs its own worker (a process)
 }
 
 func startPlatform(t *testing.T, ackTimeout time.Duration) *platform {
@@ -78,6 +79,9 @@ func startPlatformWith(t *testing.T, o platformOptions) *platform {
 	}
 	if p.brokers == nil {
 		p.brokers = testenv.Kafka(t, topic, 3)
+	}
+	if o.rdb != nil {
+		p.rdb = o.rdb
 	}
 	if o.dsn == "" {
 		p.pool = testenv.Postgres(t)

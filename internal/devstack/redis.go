@@ -62,6 +62,13 @@ func StartRedis(ctx context.Context, dataDir string, port int, log io.Writer) (*
 	return r, nil
 }
 
+// Pause stops the server with SIGSTOP: connections are still accepted by
+// the kernel, nothing is answered (a hung dependency, for fault tests).
+func (r *Redis) Pause() error { return r.c.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (r *Redis) Resume() error { return r.c.cmd.Process.Signal(syscall.SIGCONT) }
+
 // Stop shuts redis down (SIGTERM: it flushes the append-only file), killing
 // it after 10 s.
 func (r *Redis) Stop() error {

@@ -1,0 +1,65 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/trafficmanager/trafficmanager/internal/devstack"
+	"github.com/trafficmanager/trafficmanager/internal/testenv"
+	"github.com/trafficmanager/trafficmanager/routes"
+)
+
+// A hung Redis (SIGSTOP: connections accepted, nothing answered) delays a
+// write's answer by one time-boxed first attempt of the invalidation, not by
+// the ack timeout: the commit is answered 201, the invalidation continues
+// as a durable activity and completes once Redis answers again.
+func TestAHungRedisDelaysTheAckByOneTimeBoxedAttemptOnly(t *testing.T) {
+	t.Parallel()
+	port, err := devstack.FreePort()
+	require.NoError(t, err)
+	srv, err := devstack.StartRedis(context.Background(), t.TempDir(), port, testWriter{t})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Resume(); _ = srv.Stop() })
+	// As the processes build it (cmd/trafficmanager/deps.go): deadlines honoured.
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port), ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = rdb.Close() })
+	p := startPlatformWith(t, platformOptions{ackTimeout: 5 * time.Second, rdb: rdb})
+	tenant := testenv.Name(t, "team")
+	create(t, p, routes.Key{Tenant: tenant, Service: "payments", Env: "prod", Version: "warm"}, "https://warm.example", true)
+
+	require.NoError(t, srv.Pause())
+	var wfIDs []string
+	for i := range 3 {
+		start := time.Now()
+		res := p.do(t, "POST", "/api/v1/routes", map[string]any{
+			"tenant": tenant, "service": "payments", "env": "prod", "version": "v" + strconv.Itoa(i), "url": "https://a.example",
+		})
+		ack := time.Since(start)
+		t.Logf("write %d while Redis is hung: %d after %s", i, res.Status, ack.Round(time.Millisecond))
+		require.Equal(t, http.StatusCreated, res.Status, res.Raw)
+		require.Less(t, ack, 3*time.Second, "one time-boxed attempt (1 s), not the ack timeout (5 s)")
+		wfIDs = append(wfIDs, res.Body["workflow_id"].(string))
+	}
+	st := p.do(t, "GET", "/api/v1/mutations/"+wfIDs[0], nil)
+	require.Equal(t, "done", st.Body["steps"].(map[string]any)["committed"], st.Raw)
+
+	require.NoError(t, srv.Resume())
+	for _, id := range wfIDs {
+		st := awaitCompleted(t, p, id, "")
+		require.Equal(t, "done", st.Body["steps"].(map[string]any)["invalidated"], st.Raw)
+	}
+}
+
+// testWriter sends a child process's output to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(string(b))
+	return len(b), nil
+}
