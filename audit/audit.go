@@ -78,24 +78,41 @@ func FromEvent(e events.Event, source string) Document {
 type Store struct {
 	coll *mongo.Collection
 	now  func() time.Time
+	idx  indexState
 }
 
-// NewStore returns the store over db's audit collection. Call EnsureIndexes
-// once at start.
-func NewStore(db *mongo.Database) *Store {
-	return &Store{coll: db.Collection(CollectionName), now: time.Now}
+// NewStore returns the store over db's audit collection. Without
+// WithLazyIndexes, indexes are made only by calling EnsureIndexes.
+func NewStore(db *mongo.Database, opts ...Option) *Store {
+	s := &Store{coll: db.Collection(CollectionName), now: time.Now}
+	s.idx.every, s.idx.timeout = lazyIndexesEvery, lazyIndexesTimeout
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Collection returns the underlying collection.
 func (s *Store) Collection() *mongo.Collection { return s.coll }
 
+// stored is a document as written: its _id is its event id, so MongoDB's
+// own _id uniqueness keeps one document per event whether or not the
+// indexes exist yet. Documents written before this have an ObjectId _id
+// (the event_id_unique index keeps those unique); reads decode into
+// Document, which has no _id, so both shapes read alike.
+type stored struct {
+	ID       string `bson:"_id"`
+	Document `bson:",inline"`
+}
+
 // Insert stores doc once. A document with the same event id already present
 // is success (inserted=false): retries and replays never make a second one.
 func (s *Store) Insert(ctx context.Context, doc Document) (inserted bool, err error) {
+	s.TryEnsureIndexes()
 	if doc.ProcessedAt.IsZero() {
 		doc.ProcessedAt = s.now().UTC()
 	}
-	_, err = s.coll.InsertOne(ctx, doc)
+	_, err = s.coll.InsertOne(ctx, stored{ID: doc.EventID, Document: doc})
 	if mongo.IsDuplicateKeyError(err) {
 		return false, nil
 	}
@@ -106,20 +123,21 @@ func (s *Store) Insert(ctx context.Context, doc Document) (inserted bool, err er
 }
 
 // InsertMany stores each document once, in one unordered bulk insert.
-// Documents whose event id is already present are skipped, so a retry of a
-// partly applied batch completes it without duplicates. It returns how many
-// documents were new.
+// Documents whose event id is already present (or repeated in docs) are
+// skipped, so a retry of a partly applied batch completes it without
+// duplicates. It returns how many documents were new.
 func (s *Store) InsertMany(ctx context.Context, docs []Document) (inserted int, err error) {
 	if len(docs) == 0 {
 		return 0, nil
 	}
+	s.TryEnsureIndexes()
 	now := s.now().UTC()
 	batch := make([]any, len(docs))
 	for i, d := range docs {
 		if d.ProcessedAt.IsZero() {
 			d.ProcessedAt = now
 		}
-		batch[i] = d
+		batch[i] = stored{ID: d.EventID, Document: d}
 	}
 	res, err := s.coll.InsertMany(ctx, batch, options.InsertMany().SetOrdered(false))
 	if res != nil {

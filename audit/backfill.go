@@ -32,8 +32,8 @@ const backfillIdle = 30 * time.Second
 // inserts the document of every event that occurred at or after since (zero
 // since: every event). It uses partition readers, not a consumer group, so
 // nothing is committed and running it again is harmless: documents already
-// present are counted, not duplicated. The store's unique event_id index
-// must exist (EnsureIndexes) for that.
+// present are counted, not duplicated (a document's _id is its event id;
+// documents written before that are matched by the unique event_id index).
 func Backfill(ctx context.Context, store *Store, brokers []string, topic string, since time.Time, log *zap.Logger) (BackfillStats, error) {
 	if log == nil {
 		log = zap.NewNop()

@@ -24,17 +24,44 @@ const (
 // documents stay until deleted by hand.
 var ErrRetentionUnsupported = errors.New("the audit store does not support TTL indexes; retention is not enforced")
 
+// ErrDuplicateEvents means the unique event_id index cannot be built: older
+// documents (with an ObjectId _id, written while the index was missing)
+// share an event id. The other indexes are made, and new documents stay one
+// per event (their _id is the event id); the index is built once the
+// duplicates are deleted by hand.
+var ErrDuplicateEvents = errors.New("audit documents share an event id; the unique event_id index is not built")
+
 // EnsureIndexes creates the seed's four indexes; with retention > 0 the
 // occurred_at index expires documents after it. Switching retention on, off
 // or to another value on an existing collection replaces the other variant
 // of the occurred_at index, since MongoDB refuses two indexes on the same
 // key with different options.
 //
+// The unique event_id index is no longer what keeps one document per event
+// (the _id is, see Insert); it keeps documents written before that unique
+// too. ErrRetentionUnsupported and ErrDuplicateEvents (possibly joined)
+// report what no retry will fix; every other index was made then.
+//
 // Indexes are created one per command: FerretDB v1.24 drops the connection
 // when one createIndexes names several indexes that already exist.
 func (s *Store) EnsureIndexes(ctx context.Context, retention time.Duration) error {
+	err := s.ensureIndexes(ctx, retention)
+	s.noteEnsured(retention, err)
+	return err
+}
+
+func (s *Store) ensureIndexes(ctx context.Context, retention time.Duration) error {
+	var dup error
+	_, err := s.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys: bson.D{{Key: "event_id", Value: 1}}, Options: options.Index().SetName("event_id_unique").SetUnique(true),
+	})
+	if err != nil {
+		if !s.duplicateEvents(ctx, err) {
+			return fmt.Errorf("create audit indexes: %w", err)
+		}
+		dup = fmt.Errorf("create audit index event_id_unique: %w (%v)", ErrDuplicateEvents, err)
+	}
 	models := []mongo.IndexModel{
-		{Keys: bson.D{{Key: "event_id", Value: 1}}, Options: options.Index().SetName("event_id_unique").SetUnique(true)},
 		{Keys: bson.D{{Key: "route.tenant", Value: 1}, {Key: "route.service", Value: 1}, {Key: "route.env", Value: 1}, {Key: "route.version", Value: 1}, {Key: "occurred_at", Value: -1}}, Options: options.Index().SetName("route_occurred_at")},
 		{Keys: bson.D{{Key: "action", Value: 1}, {Key: "occurred_at", Value: -1}}, Options: options.Index().SetName("action_occurred_at")},
 	}
@@ -43,7 +70,28 @@ func (s *Store) EnsureIndexes(ctx context.Context, retention time.Duration) erro
 			return fmt.Errorf("create audit indexes: %w", err)
 		}
 	}
-	return s.ensureOccurredIndex(ctx, retention)
+	return errors.Join(dup, s.ensureOccurredIndex(ctx, retention))
+}
+
+// duplicateEvents reports whether the unique event_id index failed (with
+// err) because documents share an event id. MongoDB says so with a
+// duplicate key error; FerretDB v1 answers an InternalError with SQLite's
+// message, so any answer of the server is checked against the data.
+func (s *Store) duplicateEvents(ctx context.Context, err error) bool {
+	var ce mongo.CommandError
+	if !mongo.IsDuplicateKeyError(err) && !errors.As(err, &ce) {
+		return false
+	}
+	cur, err := s.coll.Aggregate(ctx, mongo.Pipeline{
+		{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$event_id"}, {Key: "n", Value: bson.D{{Key: "$sum", Value: 1}}}}}},
+		{{Key: "$match", Value: bson.D{{Key: "n", Value: bson.D{{Key: "$gt", Value: 1}}}}}},
+		{{Key: "$limit", Value: 1}},
+	})
+	if err != nil {
+		return false
+	}
+	defer cur.Close(ctx)
+	return cur.Next(ctx)
 }
 
 func (s *Store) ensureOccurredIndex(ctx context.Context, retention time.Duration) error {

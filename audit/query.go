@@ -103,6 +103,7 @@ func (s *Store) find(ctx context.Context, op string, p Page, conds ...bson.D) (R
 	if err != nil {
 		return Result{}, err
 	}
+	s.TryEnsureIndexes()
 	and := bson.A{}
 	for _, c := range conds {
 		and = append(and, c)
@@ -126,6 +127,7 @@ func (s *Store) find(ctx context.Context, op string, p Page, conds ...bson.D) (R
 	}
 	opts := options.Find().
 		SetSort(bson.D{{Key: "occurred_at", Value: -1}, {Key: "event_id", Value: -1}}).
+		SetProjection(bson.D{{Key: "_id", Value: 0}}). // an event id or, in older documents, an ObjectId: never part of the answer
 		SetLimit(int64(limit + 1))
 	cur, err := s.coll.Find(ctx, filter, opts)
 	if err != nil {

@@ -122,11 +122,9 @@ func runAPI(ctx context.Context, cfg config.Config, log *zap.Logger, pool *pgxpo
 		log.Warn("authentication is off (TM_AUTH=off)")
 	}
 	if mc != nil {
-		store := audit.NewStore(mc.Database(cfg.MongoDatabase))
-		if err := store.EnsureIndexes(ctx, cfg.AuditRetention); err != nil {
-			log.Warn("audit indexes not ensured; the worker retries", zap.Error(err))
-		}
-		opts.Audit = store
+		auditStore := audit.NewStore(mc.Database(cfg.MongoDatabase), audit.WithLazyIndexes(cfg.AuditRetention, log))
+		auditStore.TryEnsureIndexes() // in the background, retried on use: MongoDB may be down now
+		opts.Audit = auditStore
 	}
 	srv := api.New(opts)
 	return listenAndServe(ctx, cfg.APIAddr, withPprof(cfg, srv.Handler()), cfg.ShutdownTimeout, drainer(cfg, srv.SetDraining), ready, log)
@@ -224,10 +222,8 @@ func runWorker(ctx context.Context, cfg config.Config, log *zap.Logger, pool *pg
 	if err := worker.EnsureSearchAttributes(ctx, tc, cfg.TemporalNamespace); err != nil {
 		log.Warn("search attributes not registered", zap.Error(err))
 	}
-	store := audit.NewStore(mc.Database(cfg.MongoDatabase))
-	if err := store.EnsureIndexes(ctx, cfg.AuditRetention); err != nil {
-		log.Warn("audit indexes not ensured yet (MongoDB down?); inserts stay idempotent once they exist", zap.Error(err))
-	}
+	store := audit.NewStore(mc.Database(cfg.MongoDatabase), audit.WithLazyIndexes(cfg.AuditRetention, log))
+	store.TryEnsureIndexes() // in the background, retried on use: MongoDB may be down now
 	pub := events.NewPublisher(cfg.KafkaBrokers, cfg.KafkaTopic)
 	defer pub.Close()
 	acts := &activities.Activities{
