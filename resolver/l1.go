@@ -80,20 +80,31 @@ func newL1(entries int, clock otter.Clock) (*otter.Cache[string, *entry], error)
 }
 
 // l1Fill stores e under key unless the entry already there (an answer or a
-// tombstone) carries a newer revision. It reports whether e was stored.
-func (r *Resolver) l1Fill(key string, e *entry) bool {
+// tombstone) carries a newer revision. It reports whether e is current, that
+// is not older than what L1 knows of key: when L1 keeps no answers (only
+// tombstones), e is not stored but is still checked against the tombstone.
+func (r *Resolver) l1Fill(key string, e *entry) (current bool) {
 	if !r.l1Answers && e.kind != kindTombstone {
-		return false
+		return r.l1Revision(key) <= e.revision
 	}
-	stored := false
+	current = true
 	r.l1.Compute(key, func(old *entry, found bool) (*entry, otter.ComputeOp) {
 		if found && old.revision > e.revision {
+			current = false
 			return old, otter.CancelOp
 		}
-		stored = true
 		return e, otter.WriteOp
 	})
-	return stored
+	return current
+}
+
+// l1Revision is the newest revision L1 knows of key, from an answer or an
+// event's tombstone (0: none).
+func (r *Resolver) l1Revision(key string) int64 {
+	if e, ok := r.l1.GetIfPresent(key); ok {
+		return e.revision
+	}
+	return 0
 }
 
 // l1Drop replaces the answer cached under key with a tombstone carrying

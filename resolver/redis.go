@@ -65,9 +65,11 @@ func (r *Resolver) redisGet(ctx context.Context, k routes.Key) (cache.Entry, boo
 	return e, ok
 }
 
-func (r *Resolver) redisFill(ctx context.Context, k routes.Key, e *entry) {
+// redisFill caches e in Redis unless Redis knows a newer revision. It
+// reports whether e was stored.
+func (r *Resolver) redisFill(ctx context.Context, k routes.Key, e *entry) bool {
 	if r.redis == nil || !r.redisCB.TryAcquirePermit() {
-		return
+		return false
 	}
 	ttl := r.negativeTTL
 	if e.kind == kindPositive {
@@ -75,9 +77,27 @@ func (r *Resolver) redisFill(ctx context.Context, k routes.Key, e *entry) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.redisTimeout)
 	defer cancel()
-	if _, err := r.redis.Fill(ctx, k, e.cacheEntry(), ttl); err != nil {
+	stored, err := r.redis.Fill(ctx, k, e.cacheEntry(), ttl)
+	if err != nil {
 		r.redisCB.RecordFailure()
 		r.log.Debug("redis fill failed", zap.Stringer("route", k), zap.Error(err))
+		return false
+	}
+	r.redisCB.RecordSuccess()
+	return stored
+}
+
+// redisInvalidate drops k's Redis answer and raises its revision floor to
+// revision, as the write path does after a change.
+func (r *Resolver) redisInvalidate(ctx context.Context, k routes.Key, revision int64) {
+	if r.redis == nil || !r.redisCB.TryAcquirePermit() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.redisTimeout)
+	defer cancel()
+	if err := r.redis.Invalidate(ctx, k, revision); err != nil {
+		r.redisCB.RecordFailure()
+		r.log.Warn("redis invalidation of an overtaken fill failed", zap.Stringer("route", k), zap.Error(err))
 		return
 	}
 	r.redisCB.RecordSuccess()

@@ -359,6 +359,13 @@ func (r *Resolver) fromRedis(ctx context.Context, key string, k routes.Key) (*en
 // fills the caches. A request that missed L1 and Redis just before another
 // flight for the same key finished finds that flight's answer in L1 here,
 // so concurrent misses still cost one query.
+//
+// An answer overtaken by an event of a newer revision while it was read is
+// still returned to the requests that shared the read (they began before
+// the change) but cached nowhere: in Redis every other resolver would serve
+// it until its TTL, since only this one has seen the event. The Redis floor
+// refuses it too once the write path has invalidated Redis, but that may not
+// have happened yet, or have failed.
 func (r *Resolver) fetch(ctx context.Context, key string, k routes.Key) (*entry, error) {
 	if e, ok := r.l1.GetIfPresent(key); ok && e.kind != kindTombstone && r.clock.NowNano() < e.freshUntil {
 		return e, nil
@@ -367,8 +374,16 @@ func (r *Resolver) fetch(ctx context.Context, key string, k routes.Key) (*entry,
 	if err != nil {
 		return nil, err
 	}
-	r.l1Fill(key, e)
-	r.redisFill(ctx, k, e)
+	if !r.l1Fill(key, e) {
+		return e, nil
+	}
+	if r.redisFill(ctx, k, e) {
+		// The event may have arrived between the check above and the Redis
+		// write: undo the write as the write path's invalidation would.
+		if newer := r.l1Revision(key); newer > e.revision {
+			r.redisInvalidate(ctx, k, newer)
+		}
+	}
 	return e, nil
 }
 
@@ -411,9 +426,9 @@ func (r *Resolver) query(ctx context.Context, k routes.Key) (*entry, error) {
 // Redis is left to the write path's workflow, which invalidates it durably
 // before or while the event is published: a Redis answer older than the L1
 // tombstone is treated as a miss (fromRedis), so this instance never serves
-// it, and every resolver instance deleting the key again for every event
-// would multiply Redis writes by the number of instances (in the bulk
-// benchmark it was 14 % of the dev process's CPU).
+// it, nor writes one there (fetch), and every resolver instance deleting the
+// key again for every event would multiply Redis writes by the number of
+// instances (in the bulk benchmark it was 14 % of the dev process's CPU).
 func (r *Resolver) Invalidate(_ context.Context, k routes.Key, revision int64) {
 	key := l1Key(k)
 	r.l1Drop(key, revision)
