@@ -43,6 +43,7 @@ func newRootCmd() *cobra.Command {
 		newDevCmd(),
 		newResolverCmd(),
 		newAuditCmd(),
+		newCheckCmd(),
 	)
 	return root
 }
