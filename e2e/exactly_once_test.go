@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/trafficmanager/trafficmanager/audit"
+	"github.com/trafficmanager/trafficmanager/consistency"
 	"github.com/trafficmanager/trafficmanager/internal/testenv"
 	"github.com/trafficmanager/trafficmanager/routes"
 )
@@ -167,6 +168,7 @@ func TestAResetMutationNeverUndoesANewerChange(t *testing.T) {
 			for _, e := range p.eventsFor(t, k) {
 				require.LessOrEqual(t, e.Revision, revision)
 			}
+			requireConsistentTenant(t, p, k.Tenant)
 		})
 	}
 }
@@ -202,6 +204,18 @@ func TestAResetBatchNeverUndoesANewerChange(t *testing.T) {
 	require.EqualValues(t, 2, got.Body["revision"])
 	require.Equal(t, []int64{1, 2}, auditRevisions(t, p, k))
 	require.Equal(t, []int64{1, 2}, auditRevisions(t, p, routes.Key{Tenant: tenant, Service: "search", Env: "prod", Version: "v1"}))
+	requireConsistentTenant(t, p, tenant)
+}
+
+// requireConsistentTenant runs the oracle of `trafficmanager check` on tenant.
+func requireConsistentTenant(t *testing.T, p *platform, tenant string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep, err := consistency.Check(ctx, p.pool, p.mongo.Collection(audit.CollectionName), tenant)
+	require.NoError(t, err)
+	require.True(t, rep.Consistent(), "check: %+v", rep.Discrepancies)
+	require.NotZero(t, rep.Routes)
 }
 
 // The same Idempotency-Key with another request is refused, not answered
