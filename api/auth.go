@@ -5,7 +5,6 @@ import (
 	"errors"
 	"math"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -27,23 +26,24 @@ type Authenticator interface {
 // the request names.
 func RequireToken(a Authenticator, log *zap.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		h := c.GetHeader("Authorization")
-		secret, ok := strings.CutPrefix(h, "Bearer ")
-		if !ok || strings.TrimSpace(secret) == "" {
+		secret, ok := auth.BearerSecret(c.GetHeader("Authorization"))
+		if !ok {
 			c.Header("WWW-Authenticate", `Bearer realm="trafficmanager"`)
 			WriteError(c, nil, Unauthenticated("a bearer token is required"))
 			return
 		}
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 3*time.Second)
 		defer cancel()
-		p, err := a.Authenticate(ctx, strings.TrimSpace(secret))
+		p, err := a.Authenticate(ctx, secret)
 		if errors.Is(err, auth.ErrUnknownToken) {
 			c.Header("WWW-Authenticate", `Bearer realm="trafficmanager", error="invalid_token"`)
 			WriteError(c, nil, Unauthenticated("unknown or revoked token"))
 			return
 		}
 		if err != nil {
-			log.Warn("token lookup failed", zap.Error(err))
+			if c.Request.Context().Err() == nil { // else the client left: WriteError says so
+				log.Warn("token lookup failed", zap.Error(err))
+			}
 			WriteError(c, nil, Unavailable("cannot check the token right now"))
 			return
 		}

@@ -5,7 +5,10 @@ package api
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
@@ -42,6 +45,36 @@ func Conflict(msg string) *Error    { return &Error{http.StatusConflict, "confli
 func RateLimited(msg string) *Error { return &Error{http.StatusTooManyRequests, "rate_limited", msg} }
 func Unavailable(msg string) *Error { return &Error{http.StatusServiceUnavailable, "unavailable", msg} }
 
+// StatusClientClosedRequest is nginx's 499: the client hung up before the
+// answer. Nobody reads it; it labels logs and the request's recorded status.
+const StatusClientClosedRequest = 499
+
+// RequestTimeout is a request whose body did not arrive within the
+// server's read timeout.
+func RequestTimeout() *Error {
+	return &Error{http.StatusRequestTimeout, "request_timeout", "the request body did not arrive within the read timeout"}
+}
+
+// Canceled is the error of a request whose client went away.
+func Canceled() *Error {
+	return &Error{StatusClientClosedRequest, "canceled", "the client closed the request"}
+}
+
+// retryLater is a 503 with a Retry-After hint and the dependency error
+// behind it: the cause stays in the chain (errors.As still finds it, and the
+// log shows it), the client sees only the *Error.
+type retryLater struct {
+	err   *Error
+	cause error
+	after time.Duration
+	// alert marks causes that are not an outage but need an operator (a
+	// misconfiguration, a server bug): logged at error, not debug.
+	alert bool
+}
+
+func (e *retryLater) Error() string   { return e.err.Error() + ": " + e.cause.Error() }
+func (e *retryLater) Unwrap() []error { return []error{e.err, e.cause} }
+
 // errorBody is the JSON shape of every error response.
 type errorBody struct {
 	Error struct {
@@ -74,16 +107,44 @@ func ToError(err error) *Error {
 	return &Error{http.StatusInternalServerError, "internal", "internal error"}
 }
 
-// WriteError writes err as the API error JSON and aborts the chain.
-func WriteError(c *gin.Context, log *zap.Logger, err error) {
+// requestError is ToError for a request: whatever err says, a request whose
+// client hung up (its context canceled) is canceled, not a failure of ours.
+// WriteError and the write metrics both use it, so they agree.
+func requestError(c *gin.Context, err error) *Error {
 	e := ToError(err)
+	// net/http also cancels the context when the read timeout cuts a slow
+	// body off; that client may still be reading, and deserves its 408.
+	if e.Status != http.StatusRequestTimeout && errors.Is(c.Request.Context().Err(), context.Canceled) {
+		return Canceled()
+	}
+	return e
+}
+
+// WriteError writes err as the API error JSON and aborts the chain. A
+// request whose client went away gets no body (there is nobody to read it),
+// only the 499 status for the record, and is logged at info.
+func WriteError(c *gin.Context, log *zap.Logger, err error) {
+	e := requestError(c, err)
+	var later *retryLater
+	isLater := errors.As(err, &later)
 	if log != nil {
 		switch {
+		case e.Code == "canceled":
+			log.Info("client closed the request", zap.String("path", c.FullPath()), zap.Error(err))
+		case isLater && later.alert:
+			log.Error("dependency refused the request", zap.String("path", c.FullPath()), zap.Error(err))
 		case e.Status == http.StatusServiceUnavailable: // expected during an outage; metrics count it
 			log.Debug("request refused", zap.String("path", c.FullPath()), zap.Error(err))
 		case e.Status >= 500:
 			log.Error("request failed", zap.String("path", c.FullPath()), zap.Int("status", e.Status), zap.Error(err))
 		}
+	}
+	if e.Code == "canceled" {
+		c.AbortWithStatus(e.Status)
+		return
+	}
+	if isLater && e.Status == http.StatusServiceUnavailable {
+		c.Header("Retry-After", strconv.Itoa(int(math.Ceil(later.after.Seconds()))))
 	}
 	var body errorBody
 	body.Error.Code, body.Error.Message = e.Code, e.Message

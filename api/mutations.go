@@ -14,6 +14,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/trafficmanager/trafficmanager/activities"
 	"github.com/trafficmanager/trafficmanager/mutations"
@@ -52,7 +54,7 @@ func validIdempotencyKey(k string) bool {
 }
 
 func (s *Server) fail(c *gin.Context, action string, err error) {
-	e := ToError(err)
+	e := requestError(c, err)
 	s.o.Metrics.Requests.WithLabelValues(action).Inc()
 	s.o.Metrics.Failure.WithLabelValues(action, e.Code).Inc()
 	WriteError(c, s.log, err)
@@ -98,7 +100,7 @@ func (s *Server) startWrite(c *gin.Context, w write) {
 	s.o.Metrics.Requests.WithLabelValues(w.action).Inc()
 	release, err := s.writes.Enter(c.Request.Context())
 	if err != nil {
-		s.o.Metrics.Failure.WithLabelValues(w.action, "unavailable").Inc()
+		s.o.Metrics.Failure.WithLabelValues(w.action, requestError(c, err).Code).Inc()
 		WriteError(c, s.log, err)
 		return
 	}
@@ -128,7 +130,9 @@ func (s *Server) startWrite(c *gin.Context, w write) {
 		return
 	}
 	if err != nil {
-		e := ToError(err)
+		// A client that hung up while the commit was pending counts as
+		// "canceled", not as our failure; the workflow goes on regardless.
+		e := requestError(c, err)
 		s.o.Metrics.Failure.WithLabelValues(w.action, e.Code).Inc()
 		WriteError(c, s.log.With(zap.String("workflow_id", wfID)), err)
 		return
@@ -355,25 +359,62 @@ func notYet(ctx context.Context, err error) bool {
 	return ctx.Err() != nil || errors.As(err, &waitTimeout) || errors.As(err, &deadline)
 }
 
+// isUnavailable reports whether err is the workflow service failing to
+// answer (any gRPC status but NotFound), not an answer about the workflow.
 func isUnavailable(err error) bool {
-	var unavailable *serviceerror.Unavailable
-	return errors.As(err, &unavailable)
+	code, ok := serviceCode(err)
+	return ok && code != codes.NotFound
 }
 
-// temporalError maps a rejected commit to its domain error and Temporal
-// unavailability to 503.
+// serviceCode returns the gRPC code of a Temporal service error.
+func serviceCode(err error) (codes.Code, bool) {
+	var se serviceerror.ServiceError
+	if errors.As(err, &se) {
+		return se.Status().Code(), true
+	}
+	var ge interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &ge) {
+		return ge.GRPCStatus().Code(), true
+	}
+	return codes.OK, false
+}
+
+// temporalError maps a rejected commit to its domain error and every
+// failure of the workflow service to 503 with Retry-After: the mutation was
+// not decided, and the same request (same Idempotency-Key) may be sent
+// again. Only an unexpected failure of our own workflow stays a 500. The
+// cause stays in the chain, so notYet still recognizes our ack deadline
+// (202).
 func temporalError(err error) error {
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
 		if e := rejection(appErr.Type(), appErr.Message()); e != nil {
 			return e
 		}
+		return err
 	}
-	var unavailable *serviceerror.Unavailable
-	if errors.As(err, &unavailable) {
-		return Unavailable("the workflow service is unavailable")
+	code, ok := serviceCode(err)
+	switch {
+	case ok:
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		code = codes.DeadlineExceeded
+	default:
+		return err
 	}
-	return err
+	later := &retryLater{err: Unavailable("the workflow service is unavailable; retry with the same Idempotency-Key"), cause: err, after: time.Second}
+	switch code {
+	case codes.ResourceExhausted: // rate limited or overloaded: back off longer
+		later.err = Unavailable("the workflow service is overloaded; retry with the same Idempotency-Key")
+		later.after = 5 * time.Second
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.Aborted:
+		// an outage or a race inside the service: transient
+	default:
+		// Internal, InvalidArgument, PermissionDenied, NotFound (namespace),
+		// Unimplemented...: still not the client's fault, but someone has to
+		// look.
+		later.alert = true
+	}
+	return later
 }
 
 func rejection(errType, msg string) error {

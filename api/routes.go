@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 
 	"github.com/gin-gonic/gin"
@@ -50,6 +51,9 @@ func decodeJSONUpTo(c *gin.Context, v any, optional bool, limit int64) error {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return &Error{http.StatusRequestEntityTooLarge, "invalid_argument", "request body is larger than " + sizeName(limit)}
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) { // the server's read timeout (TM_HTTP_READ_TIMEOUT)
+			return RequestTimeout()
 		}
 		return InvalidArgument("could not read the request body")
 	}

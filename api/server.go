@@ -30,11 +30,19 @@ type Ledger interface {
 	Recorded(ctx context.Context, eventIDs ...string) ([]routes.Recorded, error)
 }
 
+// Pinger checks that Postgres answers (*pgxpool.Pool).
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
 // Options configure the API server.
 type Options struct {
 	Temporal  client.Client
 	TaskQueue string
 	Routes    RouteReader
+	// DB is pinged by /readyz: reads, tokens and every commit need
+	// Postgres. nil skips the check.
+	DB Pinger
 	// Ledger answers a write from the source of truth when its workflow
 	// has not answered within AckTimeout, and completes mutation status;
 	// nil: 202 as before.
@@ -159,16 +167,37 @@ func (s *Server) Handler() http.Handler {
 	return r
 }
 
+// readyTimeout bounds each dependency check of /readyz; both run at once,
+// so a probe gets its answer within it.
+const readyTimeout = 2 * time.Second
+
+// ready is /readyz: 503 while draining or while Temporal or Postgres does
+// not answer within readyTimeout.
 func (s *Server) ready(c *gin.Context) {
 	if s.draining.Load() {
 		WriteError(c, nil, Unavailable("draining"))
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), readyTimeout)
 	defer cancel()
-	if _, err := s.o.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+	pinged := make(chan error, 1)
+	go func() {
+		if s.o.DB == nil {
+			pinged <- nil
+			return
+		}
+		pinged <- s.o.DB.Ping(ctx)
+	}()
+	_, terr := s.o.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{})
+	perr := <-pinged
+	switch {
+	case terr != nil:
+		s.log.Debug("not ready: temporal", zap.Error(terr))
 		WriteError(c, nil, Unavailable("temporal unreachable"))
-		return
+	case perr != nil:
+		s.log.Debug("not ready: postgres", zap.Error(perr))
+		WriteError(c, nil, Unavailable("postgres unreachable"))
+	default:
+		c.JSON(http.StatusOK, gin.H{"status": "ready"})
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "ready"})
 }

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -109,6 +111,31 @@ func newID() string {
 	return "tok_" + hex.EncodeToString(b)
 }
 
+// MaxNameLen is the longest token name, in characters.
+const MaxNameLen = 128
+
+// ValidateName checks a token name: 1–MaxNameLen characters of valid UTF-8
+// without control characters. The name becomes changed_by in events, audit
+// documents and logs, and Postgres refuses NUL in text (SQLSTATE 22021), so
+// it is checked here rather than failing as a 500 at the insert.
+func ValidateName(name string) error {
+	if name == "" {
+		return routes.Invalid("name", "is required")
+	}
+	if !utf8.ValidString(name) {
+		return routes.Invalid("name", "must be valid UTF-8")
+	}
+	if utf8.RuneCountInString(name) > MaxNameLen {
+		return routes.Invalid("name", fmt.Sprintf("must be at most %d characters", MaxNameLen))
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return routes.Invalid("name", "must not contain control characters")
+		}
+	}
+	return nil
+}
+
 // Store keeps tokens in Postgres.
 type Store struct{ pool *pgxpool.Pool }
 
@@ -135,14 +162,19 @@ func (s *Store) Create(ctx context.Context, name string, role Role, tenants []st
 }
 
 func (s *Store) insert(ctx context.Context, name string, role Role, tenants []string, secret string) (*Principal, error) {
-	if name == "" || len(name) > 128 {
-		return nil, routes.Invalid("name", "must be 1-128 characters")
+	if err := ValidateName(name); err != nil {
+		return nil, err
 	}
 	if _, err := ParseRole(string(role)); err != nil {
 		return nil, err
 	}
 	if role != RoleAdmin && len(tenants) == 0 {
 		return nil, routes.Invalid("tenants", "a non-admin token needs at least one tenant")
+	}
+	if role == RoleAdmin && len(tenants) > 0 {
+		// Allows ignores an admin's tenants: storing them would promise a
+		// scope that is not enforced.
+		return nil, routes.Invalid("tenants", "admin tokens are not tenant-scoped; omit tenants")
 	}
 	for _, t := range tenants {
 		if err := routes.ValidateName("tenants", t); err != nil {

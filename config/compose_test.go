@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
@@ -97,4 +98,21 @@ func TestEveryBadVariableIsReportedOnItsOwnLine(t *testing.T) {
 	require.Equal(t, "gzip", cfg.TemporalCompression, "the SDK's default unless asked")
 	require.EqualError(t, cfg.Require("TM_DATABASE_URL", "TM_TEMPORAL_ADDRESS"), "TM_DATABASE_URL is required\nTM_TEMPORAL_ADDRESS is required")
 	require.Equal(t, "postgres://u:xxxxx@h/db", config.Config{DatabaseURL: "postgres://u:secret@h/db"}.Redacted().DatabaseURL)
+}
+
+func TestHTTPTimeoutsDefaultAroundTheWriteAckTimeout(t *testing.T) {
+	cfg, err := config.Load(func(string) string { return "" })
+	require.NoError(t, err)
+	require.Equal(t, 30*time.Second, cfg.HTTPReadTimeout)
+	require.Equal(t, 60*time.Second, cfg.HTTPWriteTimeout, "at least a minute")
+	require.Equal(t, 120*time.Second, cfg.HTTPIdleTimeout)
+
+	cfg, err = config.Load(func(n string) string { return map[string]string{"TM_WRITE_ACK_TIMEOUT": "45s"}[n] })
+	require.NoError(t, err)
+	require.Equal(t, 75*time.Second, cfg.HTTPWriteTimeout, "a write's wait for its commit plus a margin")
+
+	_, err = config.Load(func(n string) string {
+		return map[string]string{"TM_WRITE_ACK_TIMEOUT": "10s", "TM_HTTP_WRITE_TIMEOUT": "10s"}[n]
+	})
+	require.ErrorContains(t, err, "TM_HTTP_WRITE_TIMEOUT must be longer than TM_WRITE_ACK_TIMEOUT")
 }

@@ -50,6 +50,16 @@ type Config struct {
 
 	AuditRetention time.Duration // TM_AUDIT_RETENTION: 0 keeps audit documents forever
 
+	// HTTP server timeouts of every listener (api, resolver, worker). The
+	// read timeout bounds reading a whole request, body included (a body
+	// trickled a byte at a time is cut off); the write timeout bounds a
+	// response and defaults to TM_WRITE_ACK_TIMEOUT + 30s (at least 60s) so
+	// a write's wait for its commit always gets its answer out. 0 turns one
+	// off.
+	HTTPReadTimeout  time.Duration // TM_HTTP_READ_TIMEOUT (30s)
+	HTTPWriteTimeout time.Duration // TM_HTTP_WRITE_TIMEOUT (max(60s, TM_WRITE_ACK_TIMEOUT+30s))
+	HTTPIdleTimeout  time.Duration // TM_HTTP_IDLE_TIMEOUT (120s)
+
 	ShutdownTimeout time.Duration // TM_SHUTDOWN_TIMEOUT
 	// DrainDelay is how long a stopping server keeps accepting requests
 	// after /readyz turned 503, so load balancers (and connections already
@@ -112,6 +122,12 @@ func Load(getenv func(string) string) (Config, error) {
 		Pprof:           p.onOff("TM_PPROF", false),
 
 		TemporalCompression: p.oneOf("TM_TEMPORAL_GRPC_COMPRESSION", "gzip", "gzip", "none"),
+	}
+	c.HTTPReadTimeout = p.duration("TM_HTTP_READ_TIMEOUT", 30*time.Second)
+	c.HTTPWriteTimeout = p.duration("TM_HTTP_WRITE_TIMEOUT", max(60*time.Second, c.WriteAckTimeout+30*time.Second))
+	c.HTTPIdleTimeout = p.duration("TM_HTTP_IDLE_TIMEOUT", 120*time.Second)
+	if c.HTTPWriteTimeout > 0 && c.HTTPWriteTimeout <= c.WriteAckTimeout {
+		p.bad("TM_HTTP_WRITE_TIMEOUT", fmt.Sprintf("must be longer than TM_WRITE_ACK_TIMEOUT (%s), or 0 for none", c.WriteAckTimeout))
 	}
 	if c.DatabaseURL != "" {
 		if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {

@@ -28,13 +28,13 @@ func RequireToken(next http.Handler, a Authenticator) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || strings.TrimSpace(secret) == "" {
+		secret, ok := auth.BearerSecret(r.Header.Get("Authorization"))
+		if !ok {
 			writeAuthError(w, http.StatusUnauthorized, "unauthenticated", "a bearer token is required")
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		p, err := a.Authenticate(ctx, strings.TrimSpace(secret))
+		p, err := a.Authenticate(ctx, secret)
 		cancel()
 		switch {
 		case errors.Is(err, auth.ErrUnknownToken):

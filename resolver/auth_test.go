@@ -34,16 +34,23 @@ func TestResolverAuthAdmitsTokensOfTheRoutesTenantOnly(t *testing.T) {
 	for _, tt := range []struct {
 		name, token string
 		status      int
+		scheme      string
 	}{
-		{"no token is unauthenticated", "", 401},
-		{"an unknown token is unauthenticated", "tm_nope", 401},
-		{"a resolver token of the tenant resolves", resolverTok, 200},
-		{"a token of another tenant learns nothing", otherTok, 404},
+		{"no token is unauthenticated", "", 401, ""},
+		{"an unknown token is unauthenticated", "tm_nope", 401, ""},
+		{"a resolver token of the tenant resolves", resolverTok, 200, ""},
+		{"a token of another tenant learns nothing", otherTok, 404, ""},
+		{"the scheme in lowercase works (RFC 7235)", resolverTok, 200, "bearer"},
+		{"the scheme in uppercase works", resolverTok, 200, "BEARER"},
+		{"another scheme is unauthenticated", resolverTok, 401, "Basic"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			req := httptest.NewRequest("GET", "/api/v1/resolve/team-a/payments/prod/v2", nil)
+			if tt.scheme == "" {
+				tt.scheme = "Bearer"
+			}
 			if tt.token != "" {
-				req.Header.Set("Authorization", "Bearer "+tt.token)
+				req.Header.Set("Authorization", tt.scheme+" "+tt.token)
 			}
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)

@@ -43,10 +43,15 @@ func ValidateName(field, s string) error {
 	return nil
 }
 
-// ValidateVersion checks a version: 1–64 characters of letters, digits, '.', '_' and '-'.
+// ValidateVersion checks a version: 1–64 characters of letters, digits, '.', '_' and '-',
+// except "." and "..", which are path segments no URL can carry (clients and
+// proxies resolve them away), so such a route could never be read or changed.
 func ValidateVersion(s string) error {
 	if s == "" {
 		return Invalid("version", "is required")
+	}
+	if s == "." || s == ".." {
+		return Invalid("version", "must not be '.' or '..'")
 	}
 	if len(s) > 64 {
 		return Invalid("version", "must be at most 64 characters")

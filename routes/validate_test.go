@@ -42,6 +42,13 @@ func TestVersionsAndURLsFollowTheContract(t *testing.T) {
 	require.Error(t, routes.ValidateVersion(""))
 	require.Error(t, routes.ValidateVersion(strings.Repeat("v", 65)))
 	require.Error(t, routes.ValidateVersion("v/2"))
+	for _, dots := range []string{".", ".."} {
+		err := routes.ValidateVersion(dots)
+		require.ErrorIs(t, err, routes.ErrInvalid, "%q cannot be addressed by URL", dots)
+		require.Contains(t, err.Error(), "version")
+	}
+	require.NoError(t, routes.ValidateVersion("..."), "only the dot segments are unaddressable")
+	require.NoError(t, routes.ValidateVersion(".v1"))
 
 	require.NoError(t, routes.ValidateURL("https://payments.example:8443/v2?x=1"))
 	require.NoError(t, routes.ValidateURL("http://10.0.0.1"))
@@ -55,12 +62,13 @@ func FuzzValidateMutation(f *testing.F) {
 	f.Add("", "", "", "", "")
 	f.Add("A", "-", "x-", "v/1", "javascript:alert(1)")
 	f.Add("t", "s", "e", "v", "http://[::1]:80/")
+	f.Add("t", "s", "e", "..", "http://x.example/")
 	f.Fuzz(func(t *testing.T, tenant, service, env, version, url string) {
 		m := routes.Mutation{Action: routes.ActionCreated, Key: routes.Key{Tenant: tenant, Service: service, Env: env, Version: version}, URL: url}
 		err := m.Validate()
 		if err == nil {
 			// Whatever validates must satisfy the contract's shape.
-			if len(tenant) == 0 || len(tenant) > 63 || strings.ToLower(tenant) != tenant || len(version) > 64 || len(url) > routes.MaxURLLen {
+			if len(tenant) == 0 || len(tenant) > 63 || strings.ToLower(tenant) != tenant || len(version) > 64 || version == "." || version == ".." || len(url) > routes.MaxURLLen {
 				t.Fatalf("accepted invalid mutation %+v", m)
 			}
 			if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {

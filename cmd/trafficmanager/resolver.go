@@ -122,7 +122,7 @@ func runResolver(ctx context.Context, cfg config.Config, log *zap.Logger, pool *
 	listening := make(chan struct{})
 	serveErr := make(chan error, 1)
 	go func() {
-		serveErr <- listenAndServe(ctx, cfg.ResolverAddr, withPprof(cfg, handler), cfg.ShutdownTimeout, drainer(cfg, res.SetDraining), listening, log)
+		serveErr <- listenAndServe(ctx, cfg, cfg.ResolverAddr, withPprof(cfg, handler), drainer(cfg, res.SetDraining), listening, log)
 	}()
 	select {
 	case <-listening:

@@ -10,9 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -103,6 +101,7 @@ func runAPI(ctx context.Context, cfg config.Config, log *zap.Logger, pool *pgxpo
 		Temporal:   tc,
 		TaskQueue:  cfg.TemporalTaskQueue,
 		Routes:     routes.NewStore(pool),
+		DB:         pool,
 		AckTimeout: cfg.WriteAckTimeout,
 		Metrics:    observability.NewWriteMetrics(reg),
 		Registry:   reg,
@@ -127,7 +126,7 @@ func runAPI(ctx context.Context, cfg config.Config, log *zap.Logger, pool *pgxpo
 		opts.Audit = auditStore
 	}
 	srv := api.New(opts)
-	return listenAndServe(ctx, cfg.APIAddr, withPprof(cfg, srv.Handler()), cfg.ShutdownTimeout, drainer(cfg, srv.SetDraining), ready, log)
+	return listenAndServe(ctx, cfg, cfg.APIAddr, withPprof(cfg, srv.Handler()), drainer(cfg, srv.SetDraining), ready, log)
 }
 
 // drainer flips readiness to 503, then keeps serving for the drain delay.
@@ -160,14 +159,49 @@ func withPprof(cfg config.Config, h http.Handler) http.Handler {
 	})
 }
 
+// maxHeaderBytes bounds request headers (net/http's default is 1 MiB); a
+// bearer token, an Idempotency-Key and the usual proxy headers need far less.
+const maxHeaderBytes = 64 << 10
+
+// newHTTPServer is the http.Server of every listener (api, resolver,
+// worker). Without ReadTimeout a client trickling its body a byte at a time
+// holds a connection and a goroutine forever; WriteTimeout is longer than a
+// write's wait for its commit (TM_WRITE_ACK_TIMEOUT, see config) so the
+// answer, even a 202, always gets out; IdleTimeout closes keep-alive
+// connections nobody uses.
+//
+// A streaming handler (the planned SSE watch endpoint) must opt out of the
+// write deadline for its own response, and bound the stream itself instead
+// (heartbeats, the request context):
+//
+//	rc := http.NewResponseController(w)
+//	_ = rc.SetWriteDeadline(time.Time{}) // no deadline for this response
+//
+// (net/http/pprof's profile and trace handlers extend it the same way.)
+func newHTTPServer(cfg config.Config, h http.Handler) *http.Server {
+	header := 5 * time.Second
+	if cfg.HTTPReadTimeout > 0 {
+		header = min(header, cfg.HTTPReadTimeout)
+	}
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: header,
+		ReadTimeout:       cfg.HTTPReadTimeout,
+		WriteTimeout:      cfg.HTTPWriteTimeout,
+		IdleTimeout:       cfg.HTTPIdleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
+}
+
 // listenAndServe binds addr first (so a taken port fails fast and ready
-// means accepting), then serves until ctx is done and drains.
-func listenAndServe(ctx context.Context, addr string, h http.Handler, timeout time.Duration, drain func(), ready chan<- struct{}, log *zap.Logger) error {
+// means accepting), then serves until ctx is done, runs drain while still
+// serving, and shuts down within cfg.ShutdownTimeout.
+func listenAndServe(ctx context.Context, cfg config.Config, addr string, h http.Handler, drain func(), ready chan<- struct{}, log *zap.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	srv := newHTTPServer(cfg, h)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("listening", zap.String("addr", ln.Addr().String()))
@@ -182,7 +216,7 @@ func listenAndServe(ctx context.Context, addr string, h http.Handler, timeout ti
 	if drain != nil {
 		drain()
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	return srv.Shutdown(sctx)
 }
@@ -239,23 +273,11 @@ func runWorker(ctx context.Context, cfg config.Config, log *zap.Logger, pool *pg
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
-	defer w.Stop()
+	defer w.Stop() // when serving failed; after a drain it returns at once
+	proc := worker.Started(w)
 
-	reg := observability.NewRegistry()
-	gin.SetMode(gin.ReleaseMode)
-	h := gin.New()
-	h.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
-	h.GET("/readyz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ready"}) })
-	// The worker makes no calls outside Temporal's retries: its resilience is
-	// the activity retry policies (docs/temporal.md) and the task slots.
-	h.GET("/health/resilience", func(c *gin.Context) {
-		c.JSON(http.StatusOK, gin.H{
-			"circuit_breakers": gin.H{},
-			"retry_budget":     nil,
-			"bulkheads":        gin.H{"workflow_tasks": gin.H{"max_concurrency": 1000}, "local_activities": gin.H{"max_concurrency": 1000}},
-			"retry_policies":   "docs/temporal.md: commit 100ms×2 up to 5s, side effects 200ms×2 up to 10s, unlimited attempts",
-		})
-	})
-	h.GET("/metrics", gin.WrapH(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
-	return listenAndServe(ctx, cfg.WorkerAddr, withPprof(cfg, h), cfg.ShutdownTimeout, nil, ready, log)
+	// The health listener drains the worker before it closes: /readyz is 503
+	// while running activities finish.
+	h := proc.HealthHandler(observability.NewRegistry())
+	return listenAndServe(ctx, cfg, cfg.WorkerAddr, withPprof(cfg, h), proc.Drain, ready, log)
 }
