@@ -97,10 +97,12 @@ func newAPICmd() *cobra.Command {
 func runAPI(ctx context.Context, cfg config.Config, log *zap.Logger, pool *pgxpool.Pool, tc client.Client, mc *mongo.Client, ready chan<- struct{}) error {
 	log = log.Named("api")
 	reg := observability.NewRegistry()
+	store := routes.NewStore(pool)
 	opts := api.Options{
 		Temporal:   tc,
 		TaskQueue:  cfg.TemporalTaskQueue,
-		Routes:     routes.NewStore(pool),
+		Routes:     store,
+		Ledger:     store,
 		DB:         pool,
 		AckTimeout: cfg.WriteAckTimeout,
 		Metrics:    observability.NewWriteMetrics(reg),
