@@ -5,7 +5,9 @@
 #     no system service is started; dev and the tests start private
 #     instances when the machine runs none),
 #   - the Debian package wrk (the HTTP load generator of `go tool task bench`),
-#   - the Temporal CLI v1.5.1 (`temporal server start-dev`).
+#   - the Temporal CLI v1.5.1 (`temporal server start-dev`),
+#   - for `dev --temporal cluster`: the Temporal server and its SQL tool
+#     v1.29.1 and the Temporal UI server v2.42.1 (the one the CLI embeds).
 # Idempotent: a second run installs nothing and says "setup: ok".
 set -euo pipefail
 
@@ -59,4 +61,30 @@ if ! command -v temporal >/dev/null 2>&1 && [ ! -x "$gobin/temporal" ]; then
   echo "setup: installing the Temporal CLI v1.5.1 into $gobin (a few minutes the first time)"
   go install github.com/temporalio/cli/cmd/temporal@v1.5.1
 fi
+
+# `go install` names these three binaries server, sql and server: too generic
+# for a PATH (and two collide). Each is built into a scratch GOBIN and moved
+# into $gobin under the name the Temporal images use (temporal-server,
+# temporal-sql-tool) or, for the UI, temporal-ui-server. A binary that is
+# there but reports another version is replaced.
+has_version() { # name version: in $gobin or on PATH, reporting that version
+  local p
+  for p in "$gobin/$1" "$(command -v "$1" 2>/dev/null || true)"; do
+    [ -n "$p" ] && [ -x "$p" ] && "$p" --version 2>/dev/null | grep -qF "$2" && return 0
+  done
+  return 1
+}
+install_as() { # name package version
+  local name=$1 pkg=$2 version=$3 tmp
+  has_version "$name" "$version" && return 0
+  echo "setup: installing $name $version ($pkg) into $gobin (a few minutes the first time)"
+  tmp="$(mktemp -d)"
+  GOBIN="$tmp" go install "$pkg@v$version"
+  mkdir -p "$gobin"
+  mv "$tmp/$(basename "$pkg")" "$gobin/$name"
+  rm -rf "$tmp"
+}
+install_as temporal-server go.temporal.io/server/cmd/server 1.29.1
+install_as temporal-sql-tool go.temporal.io/server/cmd/tools/sql 1.29.1
+install_as temporal-ui-server github.com/temporalio/ui-server/v2/cmd/server 2.42.1
 echo "setup: ok"

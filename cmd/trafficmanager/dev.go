@@ -20,14 +20,20 @@ import (
 
 func newDevCmd() *cobra.Command {
 	var seedDemo bool
-	var temporalPort, uiPort int
+	var temporalPort, uiPort, temporalShards int
+	var temporalMode string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the whole platform locally: dependencies, api, resolver and worker",
 		Long: `Starts every dependency whose TM_* variable is unset (a private PostgreSQL cluster,
-redis-server, an embedded Kafka-protocol broker, an embedded MongoDB-wire store and a
-Temporal dev server with its UI) with data under TM_DEV_DATA_DIR, then the api, the
-resolver and the worker in this process. Ctrl-C drains and stops everything.`,
+redis-server, an embedded Kafka-protocol broker, an embedded MongoDB-wire store and
+Temporal with its UI) with data under TM_DEV_DATA_DIR, then the api, the resolver and
+the worker in this process. Ctrl-C drains and stops everything.
+
+Temporal is the dev server (--temporal devserver, the default: one process, SQLite,
+one history shard) or the production server (--temporal cluster: temporal-server on
+PostgreSQL with SQL visibility in the dev PostgreSQL, --temporal-shards history shards,
+and temporal-ui-server; see docs/topology.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if os.Getenv("TM_AUTH") == "" {
@@ -54,23 +60,40 @@ resolver and the worker in this process. Ctrl-C drains and stops everything.`,
 			if os.Getenv("TM_TEMPORAL_GRPC_COMPRESSION") == "" {
 				os.Setenv("TM_TEMPORAL_GRPC_COMPRESSION", "none") // the dev server is on this host
 			}
+			if temporalMode != temporalDevServer && temporalMode != temporalCluster {
+				return fmt.Errorf("--temporal %q: want %s or %s", temporalMode, temporalDevServer, temporalCluster)
+			}
+			if temporalShards < 0 || (temporalShards > 0 && temporalMode != temporalCluster) {
+				return fmt.Errorf("--temporal-shards %d: a positive count, with --temporal %s only", temporalShards, temporalCluster)
+			}
 			cfg, err := loadConfig()
 			if err != nil {
 				return err
 			}
-			return runDev(cmd.Context(), cmd.OutOrStdout(), cfg, devOptions{seedDemo: seedDemo, temporalPort: temporalPort, uiPort: uiPort})
+			return runDev(cmd.Context(), cmd.OutOrStdout(), cfg, devOptions{seedDemo: seedDemo, temporalPort: temporalPort, uiPort: uiPort,
+				temporal: temporalMode, temporalShards: temporalShards})
 		},
 	}
 	cmd.Flags().BoolVar(&seedDemo, "seed-demo", false, "load a few demo tenants and routes")
-	cmd.Flags().IntVar(&temporalPort, "temporal-port", 7233, "Temporal frontend port when the dev server is started")
+	cmd.Flags().IntVar(&temporalPort, "temporal-port", 7233, "Temporal frontend port when Temporal is started")
 	cmd.Flags().IntVar(&uiPort, "ui-port", 8233, "Temporal UI port (0: no UI)")
+	cmd.Flags().StringVar(&temporalMode, "temporal", temporalDevServer, "which Temporal to start: devserver (temporal server start-dev) or cluster (temporal-server on the dev PostgreSQL)")
+	cmd.Flags().IntVar(&temporalShards, "temporal-shards", 0, fmt.Sprintf("history shards of a new --temporal cluster (default %d; an existing cluster keeps its count)", devstack.DefaultHistoryShards))
 	return cmd
 }
 
+// The values of `dev --temporal`.
+const (
+	temporalDevServer = "devserver"
+	temporalCluster   = "cluster"
+)
+
 type devOptions struct {
-	seedDemo     bool
-	temporalPort int
-	uiPort       int
+	seedDemo       bool
+	temporalPort   int
+	uiPort         int
+	temporal       string // temporalDevServer or temporalCluster
+	temporalShards int    // --temporal cluster: 0 = the default or the existing count
 }
 
 // devStack is what runDev started, stopped in reverse order.
@@ -184,8 +207,32 @@ func runDev(ctx context.Context, out io.Writer, cfg config.Config, o devOptions)
 			return err
 		}
 	}
-	uiURL := ""
-	if cfg.TemporalAddress == "" {
+	uiURL, temporalMetrics := "", ""
+	switch {
+	case cfg.TemporalAddress != "" && o.temporal == temporalCluster:
+		fmt.Fprintf(out, "%-10s … TM_TEMPORAL_ADDRESS is set: using %s, not starting a cluster\n", "temporal", cfg.TemporalAddress)
+	case cfg.TemporalAddress == "" && o.temporal == temporalCluster:
+		err = step(out, "temporal", func() (string, error) {
+			t, err := devstack.StartTemporalCluster(ctx, devstack.TemporalClusterOptions{
+				DataDir:       filepath.Join(dataDir, "temporal-cluster"),
+				DatabaseURL:   cfg.DatabaseURL,
+				Port:          o.temporalPort,
+				UIPort:        o.uiPort,
+				HistoryShards: o.temporalShards,
+				Log:           logFile,
+			})
+			if err != nil {
+				return "", err
+			}
+			st.add(t.Stop)
+			cfg.TemporalAddress, uiURL, temporalMetrics = t.Address, t.UIURL, t.MetricsURL
+			return fmt.Sprintf("%s (cluster: temporal-server %s, %d history shards, databases %s and %s)",
+				t.Address, devstack.TemporalServerVersion, t.Config.HistoryShards, t.Config.DB.Database, t.Config.DB.VisibilityDatabase), nil
+		})
+		if err != nil {
+			return err
+		}
+	case cfg.TemporalAddress == "":
 		err = step(out, "temporal", func() (string, error) {
 			t, err := devstack.StartTemporal(ctx, filepath.Join(dataDir, "temporal"), o.temporalPort, o.uiPort, logFile)
 			if err != nil {
@@ -199,7 +246,7 @@ func runDev(ctx context.Context, out io.Writer, cfg config.Config, o devOptions)
 			return err
 		}
 	}
-	if err := writeDevEnv(dataDir, cfg, uiURL); err != nil {
+	if err := writeDevEnv(dataDir, cfg, uiURL, temporalMetrics); err != nil {
 		return err
 	}
 
@@ -213,7 +260,7 @@ func runDev(ctx context.Context, out io.Writer, cfg config.Config, o devOptions)
 // writeDevEnv writes dev.env: one export line per dependency address so
 // psql, redis-cli, kcat, mongosh, temporal and a second trafficmanager reach
 // the same stack after `source .tmdata/dev.env`.
-func writeDevEnv(dataDir string, cfg config.Config, uiURL string) error {
+func writeDevEnv(dataDir string, cfg config.Config, uiURL, temporalMetrics string) error {
 	lines := []string{
 		"export TM_DATABASE_URL=" + cfg.DatabaseURL,
 		"export TM_REDIS_URL=" + cfg.RedisURL,
@@ -229,6 +276,9 @@ func writeDevEnv(dataDir string, cfg config.Config, uiURL string) error {
 	}
 	if uiURL != "" {
 		lines = append(lines, "# Temporal UI: "+uiURL)
+	}
+	if temporalMetrics != "" {
+		lines = append(lines, "# Temporal server metrics: "+temporalMetrics)
 	}
 	return os.WriteFile(filepath.Join(dataDir, "dev.env"), []byte(strings.Join(lines, "\n")+"\n"), 0o644)
 }

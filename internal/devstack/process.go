@@ -1,8 +1,9 @@
 // Package devstack starts the platform's dependencies on loopback — a
 // private PostgreSQL cluster, redis-server, an embedded Kafka-protocol broker
-// (kfake), an embedded MongoDB-wire store (FerretDB on SQLite) and a Temporal
-// dev server — for `trafficmanager dev` and for tests. It is the one way the
-// project starts them.
+// (kfake), an embedded MongoDB-wire store (FerretDB on SQLite) and Temporal,
+// either the dev server or the production server on PostgreSQL with its UI
+// (StartTemporalCluster) — for `trafficmanager dev` and for tests. It is the
+// one way the project starts them.
 //
 // Every child process runs in its own process group (Stop signals the whole
 // group, so nothing it spawned is left behind) and gets SIGKILL when the
@@ -127,6 +128,12 @@ func (c *child) describeExit() string {
 // The process leads its own group (so stop reaches its children), gets
 // SIGKILL when this process dies, and runs as cred when cred is not nil.
 func startChild(name string, log io.Writer, cred *syscall.Credential, bin string, args ...string) (*child, error) {
+	return startChildEnv(name, log, cred, nil, bin, args...)
+}
+
+// startChildEnv is startChild with env (KEY=VALUE) added to this process's
+// environment.
+func startChildEnv(name string, log io.Writer, cred *syscall.Credential, env []string, bin string, args ...string) (*child, error) {
 	if log == nil {
 		log = io.Discard
 	}
@@ -134,6 +141,9 @@ func startChild(name string, log io.Writer, cred *syscall.Credential, bin string
 	out := io.MultiWriter(log, tail)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	// Bounds Wait if a grandchild left the group still holding the pipe.
 	cmd.WaitDelay = 5 * time.Second
 	// Go applies Credential before Pdeathsig in the forked child, so the
@@ -149,7 +159,12 @@ func startChild(name string, log io.Writer, cred *syscall.Credential, bin string
 
 // run runs a short-lived command (like initdb) to completion.
 func run(ctx context.Context, name string, log io.Writer, cred *syscall.Credential, bin string, args ...string) error {
-	c, err := startChild(name, log, cred, bin, args...)
+	return runEnv(ctx, name, log, cred, nil, bin, args...)
+}
+
+// runEnv is run with env added to the environment (see startChildEnv).
+func runEnv(ctx context.Context, name string, log io.Writer, cred *syscall.Credential, env []string, bin string, args ...string) error {
+	c, err := startChildEnv(name, log, cred, env, bin, args...)
 	if err != nil {
 		return err
 	}

@@ -57,9 +57,17 @@ type Temporal struct {
 // TemporalBinary finds the temporal CLI: on PATH, else in $(go env GOPATH)/bin
 // (where `go tool task setup` installs it).
 func TemporalBinary() (string, error) {
-	if p, err := exec.LookPath("temporal"); err == nil {
-		return p, nil
+	p, err := lookBin("temporal", goBinDirs()...)
+	if err != nil {
+		return "", errors.New("temporal CLI not found: run `go tool task setup` (go install github.com/temporalio/cli/cmd/temporal@v1.5.1) or set TM_TEMPORAL_ADDRESS to use a running server")
 	}
+	return p, nil
+}
+
+// goBinDirs are where `go install` puts binaries: $GOPATH/bin for each
+// GOPATH entry, ~/go/bin, and the bin of `go env GOPATH` (tools on PATH are
+// found before these).
+func goBinDirs() []string {
 	var dirs []string
 	if gp := os.Getenv("GOPATH"); gp != "" {
 		for _, d := range filepath.SplitList(gp) {
@@ -74,11 +82,7 @@ func TemporalBinary() (string, error) {
 			dirs = append(dirs, filepath.Join(d, "bin"))
 		}
 	}
-	p, err := lookBin("temporal", dirs...)
-	if err != nil {
-		return "", errors.New("temporal CLI not found: run `go tool task setup` (go install github.com/temporalio/cli/cmd/temporal@v1.5.1) or set TM_TEMPORAL_ADDRESS to use a running server")
-	}
-	return p, nil
+	return dirs
 }
 
 // StartTemporal starts a dev server on 127.0.0.1:port with its SQLite file
