@@ -140,10 +140,11 @@ func freeDevPorts(t *testing.T) devPorts {
 var readyLine = regexp.MustCompile(`\bready\b`)
 
 // startDev starts `bin dev` headless on the given ports with its data in
-// dataDir and waits (up to 3 minutes) for the ready line.
-func startDev(t *testing.T, bin, dataDir string, ports devPorts) *devProcess {
+// dataDir (extra: more flags, which win over these) and waits (up to 3
+// minutes) for the ready line.
+func startDev(t *testing.T, bin, dataDir string, ports devPorts, extra ...string) *devProcess {
 	t.Helper()
-	cmd := exec.Command(bin, "dev", "--temporal-port", strconv.Itoa(ports.temporal), "--ui-port", "0")
+	cmd := exec.Command(bin, append([]string{"dev", "--temporal-port", strconv.Itoa(ports.temporal), "--ui-port", "0"}, extra...)...)
 	cmd.Env = append(cleanEnv(),
 		"TM_DEV_DATA_DIR="+dataDir,
 		"TM_API_ADDR="+ports.api,
