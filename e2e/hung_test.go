@@ -63,3 +63,31 @@ func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(string(b))
 	return len(b), nil
 }
+
+// A batch whose workflow cannot answer within the ack timeout (here 1 s,
+// while its first side-effect attempt waits 2 s on a hung Redis) is
+// answered from the ledger once it has committed: 201 with its routes,
+// never 202.
+func TestACommittedBatchIsNeverAnswered202(t *testing.T) {
+	t.Parallel()
+	port, err := devstack.FreePort()
+	require.NoError(t, err)
+	srv, err := devstack.StartRedis(context.Background(), t.TempDir(), port, testWriter{t})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Resume(); _ = srv.Stop() })
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port), ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = rdb.Close() })
+	p := startPlatformWith(t, platformOptions{ackTimeout: time.Second, rdb: rdb})
+	tenant := testenv.Name(t, "team")
+
+	require.NoError(t, srv.Pause())
+	res := p.do(t, "POST", "/api/v1/routes/batch", map[string]any{"routes": []map[string]any{
+		{"tenant": tenant, "service": "search", "env": "prod", "version": "v1", "url": "https://s.example/v1"},
+		{"tenant": tenant, "service": "search", "env": "prod", "version": "v2", "url": "https://s.example/v2"},
+	}})
+	require.Equal(t, http.StatusCreated, res.Status, res.Raw)
+	require.EqualValues(t, 2, res.Body["created"], res.Raw)
+	require.Len(t, res.Body["routes"], 2)
+	require.NoError(t, srv.Resume())
+	awaitCompleted(t, p, res.Body["workflow_id"].(string), "")
+}
