@@ -20,7 +20,7 @@ import (
 
 func newDevCmd() *cobra.Command {
 	var seedDemo bool
-	var temporalPort, uiPort, temporalShards int
+	var temporalPort, uiPort, temporalShards, workers, resolvers int
 	var temporalMode string
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -33,7 +33,8 @@ the worker in this process. Ctrl-C drains and stops everything.
 Temporal is the dev server (--temporal devserver, the default: one process, SQLite,
 one history shard) or the production server (--temporal cluster: temporal-server on
 PostgreSQL with SQL visibility in the dev PostgreSQL, --temporal-shards history shards,
-and temporal-ui-server; see docs/topology.md).`,
+and temporal-ui-server; see docs/topology.md). --workers N and --resolvers N run that
+many worker and resolver instances, each with its own address, /metrics and identity.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if os.Getenv("TM_AUTH") == "" {
@@ -70,8 +71,12 @@ and temporal-ui-server; see docs/topology.md).`,
 			if err != nil {
 				return err
 			}
+			inst, err := planDevInstances(cfg, workers, resolvers)
+			if err != nil {
+				return err
+			}
 			return runDev(cmd.Context(), cmd.OutOrStdout(), cfg, devOptions{seedDemo: seedDemo, temporalPort: temporalPort, uiPort: uiPort,
-				temporal: temporalMode, temporalShards: temporalShards})
+				temporal: temporalMode, temporalShards: temporalShards, instances: inst})
 		},
 	}
 	cmd.Flags().BoolVar(&seedDemo, "seed-demo", false, "load a few demo tenants and routes")
@@ -79,6 +84,8 @@ and temporal-ui-server; see docs/topology.md).`,
 	cmd.Flags().IntVar(&uiPort, "ui-port", 8233, "Temporal UI port (0: no UI)")
 	cmd.Flags().StringVar(&temporalMode, "temporal", temporalDevServer, "which Temporal to start: devserver (temporal server start-dev) or cluster (temporal-server on the dev PostgreSQL)")
 	cmd.Flags().IntVar(&temporalShards, "temporal-shards", 0, fmt.Sprintf("history shards of a new --temporal cluster (default %d; an existing cluster keeps its count)", devstack.DefaultHistoryShards))
+	cmd.Flags().IntVar(&workers, "workers", 1, "worker instances, in this process: the first on TM_WORKER_ADDR, the next on its port +100, +200…")
+	cmd.Flags().IntVar(&resolvers, "resolvers", 1, "resolver instances, in this process: the first on TM_RESOLVER_ADDR, the next on its port +100, +200…")
 	return cmd
 }
 
@@ -94,6 +101,7 @@ type devOptions struct {
 	uiPort         int
 	temporal       string // temporalDevServer or temporalCluster
 	temporalShards int    // --temporal cluster: 0 = the default or the existing count
+	instances      devInstances
 }
 
 // devStack is what runDev started, stopped in reverse order.
@@ -246,7 +254,7 @@ func runDev(ctx context.Context, out io.Writer, cfg config.Config, o devOptions)
 			return err
 		}
 	}
-	if err := writeDevEnv(dataDir, cfg, uiURL, temporalMetrics); err != nil {
+	if err := writeDevEnv(dataDir, cfg, uiURL, temporalMetrics, o.instances); err != nil {
 		return err
 	}
 
@@ -254,13 +262,13 @@ func runDev(ctx context.Context, out io.Writer, cfg config.Config, o devOptions)
 	if err != nil {
 		return err
 	}
-	return runPlatform(ctx, out, cfg, log, uiURL, o.seedDemo)
+	return runPlatform(ctx, out, cfg, log, uiURL, o.seedDemo, o.instances)
 }
 
 // writeDevEnv writes dev.env: one export line per dependency address so
 // psql, redis-cli, kcat, mongosh, temporal and a second trafficmanager reach
 // the same stack after `source .tmdata/dev.env`.
-func writeDevEnv(dataDir string, cfg config.Config, uiURL, temporalMetrics string) error {
+func writeDevEnv(dataDir string, cfg config.Config, uiURL, temporalMetrics string, inst devInstances) error {
 	lines := []string{
 		"export TM_DATABASE_URL=" + cfg.DatabaseURL,
 		"export TM_REDIS_URL=" + cfg.RedisURL,
@@ -271,6 +279,9 @@ func writeDevEnv(dataDir string, cfg config.Config, uiURL, temporalMetrics strin
 		"export TM_TEMPORAL_ADDRESS=" + cfg.TemporalAddress,
 		"export TM_TEMPORAL_NAMESPACE=" + cfg.TemporalNamespace,
 		"export TM_API_URL=http://" + cfg.APIAddr,
+		"# every resolver and worker instance (dev --resolvers, --workers)",
+		"export TM_RESOLVER_URLS=" + urls(inst.resolvers, ""),
+		"export TM_WORKER_URLS=" + urls(inst.workers, ""),
 		"# for the temporal CLI",
 		"export TEMPORAL_ADDRESS=" + cfg.TemporalAddress,
 	}
@@ -283,9 +294,10 @@ func writeDevEnv(dataDir string, cfg config.Config, uiURL, temporalMetrics strin
 	return os.WriteFile(filepath.Join(dataDir, "dev.env"), []byte(strings.Join(lines, "\n")+"\n"), 0o644)
 }
 
-// runPlatform runs api, resolver and worker in-process against cfg until
-// ctx is done; it prints one line containing "ready" once all listen.
-func runPlatform(ctx context.Context, out io.Writer, cfg config.Config, log *zap.Logger, uiURL string, seedDemo bool) error {
+// runPlatform runs the api and every resolver and worker instance
+// in-process against cfg until ctx is done; it prints one line containing
+// "ready" once all listen.
+func runPlatform(ctx context.Context, out io.Writer, cfg config.Config, log *zap.Logger, uiURL string, seedDemo bool, inst devInstances) error {
 	c, err := openClients(ctx, cfg, log, need{redis: true, temporal: true, mongo: true})
 	if err != nil {
 		return err
@@ -296,21 +308,40 @@ func runPlatform(ctx context.Context, out io.Writer, cfg config.Config, log *zap
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
-	readies := []chan struct{}{make(chan struct{}), make(chan struct{}), make(chan struct{})}
-	run := func(name string, f func() error) {
+	errc := make(chan error, 1+len(inst.workers)+len(inst.resolvers))
+	var readies []chan struct{}
+	run := func(name string, f func(ready chan struct{}) error) {
+		ready := make(chan struct{})
+		readies = append(readies, ready)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := f(); err != nil && !errors.Is(err, context.Canceled) {
+			if err := f(ready); err != nil && !errors.Is(err, context.Canceled) {
 				errc <- fmt.Errorf("%s: %w", name, err)
 				cancel()
 			}
 		}()
 	}
-	run("worker", func() error { return runWorker(ctx, cfg, log, pool, rdb, tc, mc, readies[0]) })
-	run("api", func() error { return runAPI(ctx, cfg, log, pool, tc, mc, readies[1]) })
-	run("resolver", func() error { return runResolver(ctx, cfg, log, pool, rdb, readies[2]) })
+	for _, w := range inst.workers {
+		wcfg, wlog := cfg, instanceLogger(log, inst.workers, w)
+		wcfg.WorkerAddr = w.addr
+		wtc, err := workerClient(ctx, tc, cfg, wlog, inst.workers, w)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("%s: %w", w.id, err)
+		}
+		if wtc != tc {
+			defer wtc.Close()
+		}
+		run(w.id, func(ready chan struct{}) error { return runWorker(ctx, wcfg, wlog, pool, rdb, wtc, mc, ready) })
+	}
+	run("api", func(ready chan struct{}) error { return runAPI(ctx, cfg, log, pool, tc, mc, ready) })
+	for _, r := range inst.resolvers {
+		rcfg, rlog := cfg, instanceLogger(log, inst.resolvers, r)
+		rcfg.ResolverAddr = r.addr
+		run(r.id, func(ready chan struct{}) error { return runResolver(ctx, rcfg, rlog, pool, rdb, ready) })
+	}
 
 	for _, r := range readies {
 		select {
@@ -325,8 +356,9 @@ func runPlatform(ctx context.Context, out io.Writer, cfg config.Config, log *zap
 			fmt.Fprintln(out, "seed-demo failed:", err)
 		}
 	}
-	fmt.Fprintf(out, "ready: api http://%s  resolver http://%s  worker http://%s/metrics  temporal %s  temporal-ui %s  (source %s)\n",
-		cfg.APIAddr, cfg.ResolverAddr, cfg.WorkerAddr, cfg.TemporalAddress, orNone(uiURL), filepath.Join(cfg.DevDataDir, "dev.env"))
+	fmt.Fprintf(out, "ready: api http://%s  %s  %s  temporal %s  temporal-ui %s  (source %s)\n",
+		cfg.APIAddr, readyPart("resolver", inst.resolvers, ""), readyPart("worker", inst.workers, "/metrics"),
+		cfg.TemporalAddress, orNone(uiURL), filepath.Join(cfg.DevDataDir, "dev.env"))
 	<-ctx.Done()
 	fmt.Fprintln(out, "stopping: draining api and resolver, stopping worker and dependencies")
 	wg.Wait()

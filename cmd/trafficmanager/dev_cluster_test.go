@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,11 +22,13 @@ import (
 	"github.com/trafficmanager/trafficmanager/routes"
 )
 
-// TestDevTemporalCluster runs `dev --temporal cluster` as a user does: the
-// Temporal server on the dev PostgreSQL with its UI, a route written over
-// HTTP and its workflow found in SQL visibility, dev.env, Ctrl-C leaving no
-// process behind, and a restart that keeps the cluster (its shard count,
-// its workflows) and the route.
+// TestDevTemporalCluster runs `dev --temporal cluster --workers 2
+// --resolvers 2` as a user does: the Temporal server on the dev PostgreSQL
+// with its UI, two workers and two resolvers on their own addresses, a
+// route written over HTTP, resolved by both resolvers, its workflow found
+// in SQL visibility and run by an identified worker, dev.env, Ctrl-C
+// leaving no process behind, and a restart that keeps the cluster (its
+// shard count, its workflows) and the route.
 func TestDevTemporalCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the whole dev stack on a Temporal cluster")
@@ -45,14 +48,21 @@ func TestDevTemporalCluster(t *testing.T) {
 	k := routes.Key{Tenant: "tc", Service: "s", Env: "prod", Version: "v1"}
 	const target = "https://cluster.example"
 
-	d := startDev(t, bin, dataDir, ports, "--temporal", "cluster", "--temporal-shards", "4", "--ui-port", strconv.Itoa(uiPort))
+	d := startDev(t, bin, dataDir, ports, "--temporal", "cluster", "--temporal-shards", "4", "--ui-port", strconv.Itoa(uiPort),
+		"--workers", "2", "--resolvers", "2")
 	require.Contains(t, d.stdout.String(), "(cluster: temporal-server "+devstack.TemporalServerVersion+", 4 history shards")
 	uiURL := fmt.Sprintf("http://127.0.0.1:%d", uiPort)
 	require.Contains(t, d.stdout.String(), "temporal-ui "+uiURL)
-	res, err := http.Get(uiURL)
-	require.NoError(t, err)
-	res.Body.Close()
-	require.Equal(t, http.StatusOK, res.StatusCode)
+	resolvers := []string{ports.resolver, plus100(t, ports.resolver)}
+	workers := []string{ports.workerAdr, plus100(t, ports.workerAdr)}
+	require.Contains(t, d.stdout.String(), fmt.Sprintf("resolvers http://%s,http://%s  workers http://%s/metrics,http://%s/metrics",
+		resolvers[0], resolvers[1], workers[0], workers[1]))
+	for _, u := range []string{uiURL, "http://" + workers[0] + "/metrics", "http://" + workers[1] + "/metrics", "http://" + resolvers[1] + "/metrics"} {
+		res, err := http.Get(u)
+		require.NoError(t, err)
+		res.Body.Close()
+		require.Equal(t, http.StatusOK, res.StatusCode, u)
+	}
 
 	// A route through the api (update-with-start on the cluster), resolved.
 	body, _ := json.Marshal(map[string]any{"tenant": k.Tenant, "service": k.Service, "env": k.Env, "version": k.Version, "url": target, "changed_by": "test"})
@@ -61,15 +71,17 @@ func TestDevTemporalCluster(t *testing.T) {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", "cluster-1")
 	start := time.Now()
-	res, err = http.DefaultClient.Do(req)
+	res, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	var created mutationAnswer
 	require.NoError(t, json.NewDecoder(res.Body).Decode(&created))
 	res.Body.Close()
 	require.Equal(t, http.StatusCreated, res.StatusCode)
 	t.Logf("first write on the cluster answered in %s", time.Since(start).Round(time.Millisecond))
-	got, _ := resolve(t, ports.resolver, k)
-	require.Contains(t, got, target)
+	for _, r := range resolvers {
+		got, _ := resolve(t, r, k)
+		require.Contains(t, got, target, "resolver %s", r)
+	}
 
 	temporalAddr := "127.0.0.1:" + strconv.Itoa(ports.temporal)
 	listed := func() []string {
@@ -91,12 +103,28 @@ func TestDevTemporalCluster(t *testing.T) {
 		return ids
 	}
 	require.Equal(t, []string{created.WorkflowID}, listed(), "workflows with TmTenant='%s' in SQL visibility", k.Tenant)
+	tc, err := client.Dial(client.Options{HostPort: temporalAddr, Namespace: "default", Logger: quietTemporalLogger{}})
+	require.NoError(t, err)
+	var identities []string
+	hist := tc.GetWorkflowHistory(context.Background(), created.WorkflowID, "", false, 0)
+	for hist.HasNext() {
+		e, err := hist.Next()
+		require.NoError(t, err)
+		if a := e.GetWorkflowTaskStartedEventAttributes(); a != nil {
+			identities = append(identities, a.GetIdentity())
+		}
+	}
+	tc.Close()
+	require.NotEmpty(t, identities)
+	require.Regexp(t, `@worker-[12]$`, identities[0], "the workflow task was run by an identified worker instance")
 
 	env, err := os.ReadFile(filepath.Join(dataDir, "dev.env"))
 	require.NoError(t, err)
 	require.Contains(t, string(env), "export TEMPORAL_ADDRESS="+temporalAddr+"\n")
 	require.Contains(t, string(env), "# Temporal UI: "+uiURL+"\n")
 	require.Contains(t, string(env), "# Temporal server metrics: http://127.0.0.1:")
+	require.Contains(t, string(env), fmt.Sprintf("export TM_RESOLVER_URLS=http://%s,http://%s\n", resolvers[0], resolvers[1]))
+	require.Contains(t, string(env), fmt.Sprintf("export TM_WORKER_URLS=http://%s,http://%s\n", workers[0], workers[1]))
 
 	// Ctrl-C: exit 0, the server, the UI and everything else gone.
 	procs := descendants(t, d.cmd.Process.Pid)
@@ -117,8 +145,9 @@ func TestDevTemporalCluster(t *testing.T) {
 	ports = freeDevPorts(t)
 	d = startDev(t, bin, dataDir, ports, "--temporal", "cluster")
 	require.Contains(t, d.stdout.String(), "4 history shards")
-	got, _ = resolve(t, ports.resolver, k)
+	got, _ := resolve(t, ports.resolver, k)
 	require.Contains(t, got, target)
+	require.Contains(t, d.stdout.String(), "  resolver http://"+ports.resolver+"  worker http://"+ports.workerAdr+"/metrics  ", "one of each by default")
 	temporalAddr = "127.0.0.1:" + strconv.Itoa(ports.temporal)
 	require.Equal(t, []string{created.WorkflowID}, listed(), "after restart")
 	require.True(t, strings.HasPrefix(created.WorkflowID, "route/tc/s/prod/v1/created/"), created.WorkflowID)
@@ -127,4 +156,14 @@ func TestDevTemporalCluster(t *testing.T) {
 	code, _ = d.interrupt(t)
 	require.Equal(t, 0, code, "dev exit code; stderr:\n%s", d.stderr.String())
 	requireAllGone(t, procs)
+}
+
+// plus100 is addr with its port + 100: where `dev` puts a second instance.
+func plus100(t *testing.T, addr string) string {
+	t.Helper()
+	host, port, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	p, err := strconv.Atoi(port)
+	require.NoError(t, err)
+	return net.JoinHostPort(host, strconv.Itoa(p+100))
 }
