@@ -118,15 +118,7 @@ func StartTemporalCluster(ctx context.Context, o TemporalClusterOptions) (*Tempo
 	if err := pickPorts(&cfg.Ports, o.Port, o.UIPort); err != nil {
 		return nil, err
 	}
-	if err := writeRendered(cfg, "config", filepath.Join(dataDir, "config", "trafficmanager.yaml")); err != nil {
-		return nil, err
-	}
-	if err := writeRendered(cfg, "dynamicconfig", cfg.DynamicConfigPath); err != nil {
-		return nil, err
-	}
-
-	srv, err := startChild("temporal-server", o.Log, nil, serverBin,
-		"--root", dataDir, "--config", "config", "--env", "trafficmanager", "--allow-no-auth", "start")
+	srv, err := startServer(cfg, dataDir, serverBin, o.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -148,6 +140,19 @@ func StartTemporalCluster(ctx context.Context, o TemporalClusterOptions) (*Tempo
 		}
 	}
 	return t, nil
+}
+
+// startServer renders cfg's static and dynamic config into dataDir/config
+// and starts temporal-server on them.
+func startServer(cfg TemporalClusterConfig, dataDir, serverBin string, log io.Writer) (*child, error) {
+	if err := writeRendered(cfg, "config", filepath.Join(dataDir, "config", "trafficmanager.yaml")); err != nil {
+		return nil, err
+	}
+	if err := writeRendered(cfg, "dynamicconfig", cfg.DynamicConfigPath); err != nil {
+		return nil, err
+	}
+	return startChild("temporal-server", log, nil, serverBin,
+		"--root", dataDir, "--config", "config", "--env", "trafficmanager", "--allow-no-auth", "start")
 }
 
 // devClusterConfig is the configuration `dev` renders, but for the shard

@@ -2,8 +2,13 @@ package devstack
 
 import (
 	"context"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -203,4 +208,72 @@ func TestTemporalClusterRestartKeepsWorkflows(t *testing.T) {
 			t.Fatalf("workflow result %q, %v", result, err)
 		}
 	})
+}
+
+// The compose scripts under deploy/temporal/, run here with the same tools
+// the admin-tools image has (temporal-sql-tool, temporal), set up a cluster
+// that serves: schema from nothing (twice: they are idempotent), then the
+// server on the rendered config, then namespace and search attributes.
+func TestComposeScriptsSetUpTheCluster(t *testing.T) {
+	serverBin, sqlTool, _, err := TemporalClusterBinaries(false)
+	if err != nil {
+		t.Fatalf("TEMPORAL CLUSTER NOT TESTED: %v", err)
+	}
+	cli, err := TemporalBinary()
+	if err != nil {
+		t.Fatalf("TEMPORAL CLUSTER NOT TESTED: %v", err)
+	}
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	pg, err := StartPostgres(ctx, dir+"/pg", freePort(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Stop()
+	log := &tailBuffer{}
+	script := func(name string, env ...string) {
+		t.Helper()
+		path := append([]string{filepath.Dir(sqlTool), filepath.Dir(cli)}, filepath.SplitList(os.Getenv("PATH"))...)
+		env = append(env, "PATH="+strings.Join(path, string(filepath.ListSeparator)))
+		if err := runEnv(ctx, name, log, nil, env, "sh", filepath.Join("..", "..", "deploy", "temporal", name)); err != nil {
+			t.Fatalf("%s: %v (output: %s)", name, err, log.lastLines(10))
+		}
+	}
+	for range 2 {
+		script("setup-schema.sh", "SQL_PLUGIN=postgres12", "SQL_HOST=127.0.0.1", "SQL_PORT="+strconv.Itoa(pg.Port), "SQL_USER=postgres", "SQL_PASSWORD=")
+	}
+
+	cfg, err := devClusterConfig(TemporalClusterOptions{DatabaseURL: pg.DSN}, dir+"/temporal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pickPorts(&cfg.Ports, freePort(t), 0); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := startServer(cfg, dir+"/temporal", serverBin, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.stop(syscall.SIGTERM, false, 20*time.Second)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Ports.Frontend))
+	script("setup-namespace.sh", "TEMPORAL_ADDRESS="+addr)
+
+	tc, err := client.DialContext(ctx, client.Options{HostPort: addr, Logger: nopLogger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	ns, err := tc.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := ns.GetConfig().GetWorkflowExecutionRetentionTtl().AsDuration(); r != cfg.NamespaceRetention {
+		t.Errorf("retention %v, want %v", r, cfg.NamespaceRetention)
+	}
+	// What dev's own readiness check asks is now true.
+	if err := ensureNamespace(ctx, tc, cfg); err != nil {
+		t.Fatalf("after the scripts: %v", err)
+	}
 }
