@@ -48,7 +48,9 @@ func main() {
 	total := flag.Int("scale-routes", 1_000_000, "routes loaded for the scale group")
 	hot := flag.Int("hot-routes", 100_000, "routes warmed into the resolver's L1 for the RSS figure")
 	bulk := flag.Int("bulk-routes", 100_000, "routes created through the batch endpoint for the bulk group")
+	extra := flag.String("dev-args", "", "extra flags for the `trafficmanager dev` the bench starts, e.g. '--temporal cluster --workers 2'")
 	flag.Parse()
+	devArgs = strings.Fields(*extra)
 	if *bareAddr != "" {
 		serveBare(*bareAddr)
 		return

@@ -39,6 +39,10 @@ func freeAddr() string {
 
 func numCPU() int { return runtime.NumCPU() }
 
+// devArgs are extra flags of the `dev` the bench starts (-dev-args), e.g.
+// "--temporal cluster --workers 2" to measure the production topology.
+var devArgs []string
+
 // startPlatform starts `trafficmanager dev` with TM_PPROF=on; env adds or
 // overrides variables (a dependency's address set there is used instead of
 // starting one).
@@ -53,7 +57,8 @@ func startPlatform(ctx context.Context, bin string, env ...string) (*platform, e
 	p := &platform{dir: dir, api: freeAddr(), resolver: freeAddr(), done: make(chan struct{})}
 	_, tport, _ := net.SplitHostPort(freeAddr())
 	p.temporal = "127.0.0.1:" + tport
-	cmd := exec.Command(bin, "dev", "--temporal-port", tport, "--ui-port", "0")
+	args := append([]string{"dev", "--temporal-port", tport, "--ui-port", "0"}, devArgs...)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(),
 		"TM_DEV_DATA_DIR="+dir, "TM_API_ADDR="+p.api, "TM_RESOLVER_ADDR="+p.resolver, "TM_WORKER_ADDR="+freeAddr(),
 		"TM_LOG_LEVEL=error", "TM_TENANT_WRITE_RPS=100000", "TM_TENANT_WRITE_BURST=100000", "TM_PPROF=on")
