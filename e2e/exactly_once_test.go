@@ -3,12 +3,10 @@ package e2e
 import (
 	"context"
 	"net/http"
-	"sort"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.mongodb.org/mongo-driver/v2/bson"
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
@@ -65,19 +63,7 @@ func awaitCompleted(t *testing.T, p *platform, wfID, runID string) response {
 // duplicated.
 func auditRevisions(t *testing.T, p *platform, k routes.Key) []int64 {
 	t.Helper()
-	cur, err := p.mongo.Collection(audit.CollectionName).Find(context.Background(), bson.D{
-		{Key: "route.tenant", Value: k.Tenant}, {Key: "route.service", Value: k.Service},
-		{Key: "route.env", Value: k.Env}, {Key: "route.version", Value: k.Version},
-	})
-	require.NoError(t, err)
-	var docs []audit.Document
-	require.NoError(t, cur.All(context.Background(), &docs))
-	revs := make([]int64, len(docs))
-	for i, d := range docs {
-		revs[i] = d.Metadata.Revision
-	}
-	sort.Slice(revs, func(i, j int) bool { return revs[i] < revs[j] })
-	return revs
+	return auditRevisionsIn(t, p.mongo.Collection(audit.CollectionName), k)
 }
 
 func upTo(n int64) []int64 {

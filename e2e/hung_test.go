@@ -21,14 +21,7 @@ import (
 // as a durable activity and completes once Redis answers again.
 func TestAHungRedisDelaysTheAckByOneTimeBoxedAttemptOnly(t *testing.T) {
 	t.Parallel()
-	port, err := devstack.FreePort()
-	require.NoError(t, err)
-	srv, err := devstack.StartRedis(context.Background(), t.TempDir(), port, testWriter{t})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = srv.Resume(); _ = srv.Stop() })
-	// As the processes build it (cmd/trafficmanager/deps.go): deadlines honoured.
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port), ContextTimeoutEnabled: true})
-	t.Cleanup(func() { _ = rdb.Close() })
+	srv, rdb := ownRedis(t)
 	p := startPlatformWith(t, platformOptions{ackTimeout: 5 * time.Second, rdb: rdb})
 	tenant := testenv.Name(t, "team")
 	create(t, p, routes.Key{Tenant: tenant, Service: "payments", Env: "prod", Version: "warm"}, "https://warm.example", true)
@@ -56,6 +49,21 @@ func TestAHungRedisDelaysTheAckByOneTimeBoxedAttemptOnly(t *testing.T) {
 	}
 }
 
+// ownRedis starts a redis-server of the test's own (it can be paused) and a
+// client built as the processes build it (cmd/trafficmanager/deps.go:
+// context deadlines honoured).
+func ownRedis(t *testing.T) (*devstack.Redis, *redis.Client) {
+	t.Helper()
+	port, err := devstack.FreePort()
+	require.NoError(t, err)
+	srv, err := devstack.StartRedis(context.Background(), t.TempDir(), port, testWriter{t})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Resume(); _ = srv.Stop() })
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port), ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = rdb.Close() })
+	return srv, rdb
+}
+
 // testWriter sends a child process's output to the test log.
 type testWriter struct{ t *testing.T }
 
@@ -70,13 +78,7 @@ func (w testWriter) Write(b []byte) (int, error) {
 // never 202.
 func TestACommittedBatchIsNeverAnswered202(t *testing.T) {
 	t.Parallel()
-	port, err := devstack.FreePort()
-	require.NoError(t, err)
-	srv, err := devstack.StartRedis(context.Background(), t.TempDir(), port, testWriter{t})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = srv.Resume(); _ = srv.Stop() })
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port), ContextTimeoutEnabled: true})
-	t.Cleanup(func() { _ = rdb.Close() })
+	srv, rdb := ownRedis(t)
 	p := startPlatformWith(t, platformOptions{ackTimeout: time.Second, rdb: rdb})
 	tenant := testenv.Name(t, "team")
 
