@@ -60,6 +60,7 @@ type platformOptions struct {
 	brokers    []string      // a Kafka of the test's own; default a fresh kfake
 	rdb        *redis.Client // a Redis of the test's own; default the shared one
 	noWorker   bool          // the test runs its own worker (a process)
+	temporal   string        // a Temporal of the test's own (frontend address); default testenv.Temporal
 }
 
 func startPlatform(t *testing.T, ackTimeout time.Duration) *platform {
@@ -93,8 +94,11 @@ func startPlatformWith(t *testing.T, o platformOptions) *platform {
 		require.NoError(t, err)
 		p.pool = pool
 	}
-	tmp := testenv.Temporal(t)
-	tc, err := client.DialContext(ctx, client.Options{HostPort: tmp.Address, Namespace: "default", Logger: observability.NewTemporalLogger(log)})
+	temporalAddr := o.temporal
+	if temporalAddr == "" {
+		temporalAddr = testenv.Temporal(t).Address
+	}
+	tc, err := client.DialContext(ctx, client.Options{HostPort: temporalAddr, Namespace: "default", Logger: observability.NewTemporalLogger(log)})
 	require.NoError(t, err)
 	t.Cleanup(tc.Close)
 	p.tc = tc

@@ -1,8 +1,9 @@
 // Package testenv gives tests real dependencies through internal/devstack:
 // a fresh Postgres database, Redis, a fresh kfake cluster, a FerretDB
-// database and a Temporal dev server. Every helper is safe to call from
-// parallel tests. Shared servers start lazily, once per test binary; call
-// Main from TestMain so they stop when the tests end:
+// database and Temporal (the dev server, or with TM_TEST_TEMPORAL=cluster
+// the production server on PostgreSQL: see Temporal). Every helper is safe
+// to call from parallel tests. Shared servers start lazily, once per test
+// binary; call Main from TestMain so they stop when the tests end:
 //
 //	func TestMain(m *testing.M) { testenv.Main(m) }
 //
@@ -13,7 +14,7 @@
 // TM_TEST_DATABASE_URL / TM_TEST_REDIS_URL are set), tests use that server;
 // otherwise devstack starts private ones (TM_TEST_PRIVATE_SERVERS=1 forces
 // private ones even then). Kafka (kfake), MongoDB (FerretDB)
-// and Temporal (dev server) are always private.
+// and Temporal are always private.
 package testenv
 
 import (
@@ -56,10 +57,6 @@ var (
 	mongoOnce sync.Once
 	mongoURI  string
 	mongoErr  error
-
-	temporalOnce sync.Once
-	temporal     *devstack.Temporal
-	temporalErr  error
 )
 
 // Main runs the tests, then stops every shared server they started.
@@ -334,33 +331,6 @@ func Mongo(t testing.TB) *mongo.Database {
 		_ = c.Disconnect(context.Background())
 	})
 	return db
-}
-
-// Temporal returns the dev server shared by this test binary (headless).
-func Temporal(t testing.TB) *devstack.Temporal {
-	t.Helper()
-	temporalOnce.Do(func() {
-		dir, err := tempDir("tm-test-temporal-")
-		if err != nil {
-			temporalErr = err
-			return
-		}
-		var tmp *devstack.Temporal
-		err = onFreePort(func(port int) (err error) {
-			tmp, err = devstack.StartTemporal(context.Background(), dir, port, 0, io.Discard)
-			return err
-		})
-		if err != nil {
-			temporalErr = err
-			return
-		}
-		register(tmp.Stop)
-		temporal = tmp
-	})
-	if temporalErr != nil {
-		t.Fatalf("temporal for tests: %v", temporalErr)
-	}
-	return temporal
 }
 
 // onFreePort runs start on a free port, trying again on another one when

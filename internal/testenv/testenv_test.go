@@ -16,9 +16,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/trafficmanager/trafficmanager/internal/devstack"
 	"github.com/trafficmanager/trafficmanager/internal/testenv"
 )
 
@@ -189,6 +191,18 @@ func TestTemporal(t *testing.T) {
 	res, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: "default"})
 	if err != nil || res.GetNamespaceInfo().GetName() != "default" {
 		t.Fatalf("describe namespace: %v", err)
+	}
+	if tp.Topology != testenv.TemporalTopology() {
+		t.Fatalf("topology %q, TM_TEST_TEMPORAL asks for %q", tp.Topology, testenv.TemporalTopology())
+	}
+	sas, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: tp.Namespace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sa := range devstack.SearchAttributes {
+		if _, ok := sas.GetCustomAttributes()[sa]; !ok {
+			t.Errorf("search attribute %s not registered on the %s", sa, tp.Topology)
+		}
 	}
 }
 
