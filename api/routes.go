@@ -201,6 +201,33 @@ func (s *Server) getRoute(c *gin.Context) {
 	c.JSON(http.StatusOK, r)
 }
 
+// routeHistory answers the route's revisions, newest first, from the
+// ledger in Postgres: it answers while MongoDB is down. Its authorization
+// is GET route's, so another tenant's route answers the same.
+func (s *Server) routeHistory(c *gin.Context) {
+	k, err := pathKey(c)
+	if err == nil {
+		err = Authorize(c, k.Tenant, false)
+	}
+	var limit int
+	if err == nil {
+		limit, err = ParseLimit(c)
+	}
+	if err != nil {
+		WriteError(c, s.log, err)
+		return
+	}
+	cursor := c.Query("cursor")
+	page, err := read(c.Request.Context(), s, func(ctx context.Context) (routes.HistoryPage, error) {
+		return s.o.Routes.History(ctx, k, limit, cursor)
+	})
+	if err != nil {
+		WriteError(c, s.log, err)
+		return
+	}
+	c.JSON(http.StatusOK, page)
+}
+
 func (s *Server) listRoutes(c *gin.Context) {
 	f := routes.Filter{Tenant: c.Query("tenant"), Service: c.Query("service"), Env: c.Query("env"), Cursor: c.Query("cursor")}
 	var err error

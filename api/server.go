@@ -23,6 +23,7 @@ import (
 type RouteReader interface {
 	Get(ctx context.Context, k routes.Key) (routes.Route, error)
 	List(ctx context.Context, f routes.Filter) (routes.Page, error)
+	History(ctx context.Context, k routes.Key, limit int, cursor string) (routes.HistoryPage, error)
 }
 
 // Ledger reads the recorded outcomes of mutations (routes.Store).
@@ -159,6 +160,7 @@ func (s *Server) Handler() http.Handler {
 	v1.POST("/routes/batch", s.createBatch)
 	v1.GET("/routes", s.listRoutes)
 	v1.GET("/routes/:tenant/:service/:env/:version", s.getRoute)
+	v1.GET("/routes/:tenant/:service/:env/:version/history", s.routeHistory)
 	v1.PUT("/routes/:tenant/:service/:env/:version", s.updateRoute)
 	v1.POST("/routes/:tenant/:service/:env/:version/activate", s.activateRoute)
 	v1.POST("/routes/:tenant/:service/:env/:version/deactivate", s.deactivateRoute)

@@ -93,6 +93,10 @@ func (noRoutes) List(_ context.Context, _ routes.Filter) (routes.Page, error) {
 	return routes.Page{Routes: []routes.Route{}}, nil
 }
 
+func (noRoutes) History(_ context.Context, _ routes.Key, _ int, _ string) (routes.HistoryPage, error) {
+	return routes.HistoryPage{}, routes.ErrNotFound
+}
+
 type nopTemporalLogger struct{}
 
 func (nopTemporalLogger) Debug(string, ...any) {}
