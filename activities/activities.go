@@ -18,11 +18,12 @@ import (
 )
 
 // Error types of the non-retryable application errors a commit returns.
-// The API maps them to 400, 404 and 409.
+// The API maps them to 400, 404, 409 and 412.
 const (
-	ErrTypeInvalid  = "InvalidArgument"
-	ErrTypeNotFound = "RouteNotFound"
-	ErrTypeConflict = "Conflict"
+	ErrTypeInvalid            = "InvalidArgument"
+	ErrTypeNotFound           = "RouteNotFound"
+	ErrTypeConflict           = "Conflict"
+	ErrTypePreconditionFailed = "PreconditionFailed"
 )
 
 // RouteStore applies a mutation, or creates a batch of routes, in one
@@ -105,6 +106,13 @@ func commitError(err error) error {
 		return temporal.NewNonRetryableApplicationError("invalid argument", ErrTypeInvalid, nil)
 	case errors.Is(err, routes.ErrNotFound):
 		return temporal.NewNonRetryableApplicationError("route not found", ErrTypeNotFound, nil)
+	case errors.Is(err, routes.ErrPreconditionFailed):
+		msg := "route revision does not match If-Match"
+		var pe *routes.PreconditionError
+		if errors.As(err, &pe) {
+			msg = pe.Reason
+		}
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypePreconditionFailed, nil)
 	case errors.Is(err, routes.ErrConflict):
 		msg := "route already exists with another url"
 		var ce *routes.ConflictError

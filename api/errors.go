@@ -41,7 +41,10 @@ func RouteNotFound(msg string) *Error { return &Error{http.StatusNotFound, "rout
 func MutationNotFound(msg string) *Error {
 	return &Error{http.StatusNotFound, "mutation_not_found", msg}
 }
-func Conflict(msg string) *Error    { return &Error{http.StatusConflict, "conflict", msg} }
+func Conflict(msg string) *Error { return &Error{http.StatusConflict, "conflict", msg} }
+func PreconditionFailed(msg string) *Error {
+	return &Error{http.StatusPreconditionFailed, "precondition_failed", msg}
+}
 func RateLimited(msg string) *Error { return &Error{http.StatusTooManyRequests, "rate_limited", msg} }
 func Unavailable(msg string) *Error { return &Error{http.StatusServiceUnavailable, "unavailable", msg} }
 
@@ -99,6 +102,8 @@ func ToError(err error) *Error {
 		return RouteNotFound("route not found")
 	case errors.Is(err, routes.ErrConflict):
 		return Conflict("route already exists with another url")
+	case errors.Is(err, routes.ErrPreconditionFailed):
+		return PreconditionFailed("the route's revision does not match If-Match")
 	case errors.Is(err, resilience.ErrUnavailable):
 		return Unavailable("a dependency is unavailable; try again shortly")
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

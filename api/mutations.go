@@ -216,9 +216,15 @@ func mutationStatusCode(action routes.Action, changed bool) int {
 // recordedRejection is the API error of a rejection the ledger recorded.
 func recordedRejection(err error) error {
 	var ce *routes.ConflictError
+	var pe *routes.PreconditionError
+	var inv *routes.InvalidError
 	switch {
 	case errors.As(err, &ce):
 		return Conflict(ce.Reason)
+	case errors.As(err, &pe):
+		return PreconditionFailed(pe.Reason)
+	case errors.As(err, &inv):
+		return InvalidArgument(inv.Error())
 	case errors.Is(err, routes.ErrNotFound):
 		return RouteNotFound("route not found")
 	}
@@ -425,6 +431,8 @@ func rejection(errType, msg string) error {
 		return RouteNotFound(msg)
 	case activities.ErrTypeConflict:
 		return Conflict(msg)
+	case activities.ErrTypePreconditionFailed:
+		return PreconditionFailed(msg)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -158,6 +159,10 @@ func (req createRequest) mutation(c *gin.Context, orElse string) routes.Mutation
 func (s *Server) updateRoute(c *gin.Context) {
 	k, err := pathKey(c)
 	var req updateRequest
+	var ifRev int64
+	if err == nil {
+		ifRev, err = ifMatch(c)
+	}
 	if err == nil {
 		err = decodeJSON(c, &req, false)
 	}
@@ -165,7 +170,7 @@ func (s *Server) updateRoute(c *gin.Context) {
 		s.fail(c, string(routes.ActionUpdated), err)
 		return
 	}
-	s.mutate(c, routes.Mutation{Action: routes.ActionUpdated, Key: k, URL: req.URL, ChangedBy: changedBy(c, req.ChangedBy)})
+	s.mutate(c, routes.Mutation{Action: routes.ActionUpdated, Key: k, URL: req.URL, ChangedBy: changedBy(c, req.ChangedBy), IfRevision: ifRev})
 }
 
 func (s *Server) activateRoute(c *gin.Context)   { s.setState(c, routes.ActionActivated) }
@@ -174,6 +179,10 @@ func (s *Server) deactivateRoute(c *gin.Context) { s.setState(c, routes.ActionDe
 func (s *Server) setState(c *gin.Context, action routes.Action) {
 	k, err := pathKey(c)
 	var req stateRequest
+	var ifRev int64
+	if err == nil {
+		ifRev, err = ifMatch(c)
+	}
 	if err == nil {
 		err = decodeJSON(c, &req, true)
 	}
@@ -181,8 +190,30 @@ func (s *Server) setState(c *gin.Context, action routes.Action) {
 		s.fail(c, string(action), err)
 		return
 	}
-	s.mutate(c, routes.Mutation{Action: action, Key: k, ChangedBy: changedBy(c, req.ChangedBy)})
+	s.mutate(c, routes.Mutation{Action: action, Key: k, ChangedBy: changedBy(c, req.ChangedBy), IfRevision: ifRev})
 }
+
+// ifMatch reads the If-Match header: the revision the route must have for
+// the write to apply (GET route's ETag), quotes optional; 0 when absent.
+// The store checks it under the row lock, in the commit's transaction.
+func ifMatch(c *gin.Context) (int64, error) {
+	h := c.GetHeader("If-Match")
+	if h == "" {
+		return 0, nil
+	}
+	v := strings.TrimSpace(h)
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 1 || strings.HasPrefix(v, "+") {
+		return 0, InvalidArgument(`If-Match must be a route revision, as in "3" (GET route's ETag)`)
+	}
+	return n, nil
+}
+
+// etag is the ETag of a route: its revision, quoted.
+func etag(r routes.Route) string { return `"` + strconv.FormatInt(r.Revision, 10) + `"` }
 
 func (s *Server) getRoute(c *gin.Context) {
 	k, err := pathKey(c)
@@ -198,6 +229,7 @@ func (s *Server) getRoute(c *gin.Context) {
 		WriteError(c, s.log, err)
 		return
 	}
+	c.Header("ETag", etag(r))
 	c.JSON(http.StatusOK, r)
 }
 

@@ -107,7 +107,8 @@ func IsFailure(err error) bool {
 	var apiErr *Error
 	switch {
 	case err == nil, errors.Is(err, context.Canceled),
-		errors.Is(err, routes.ErrNotFound), errors.Is(err, routes.ErrInvalid), errors.Is(err, routes.ErrConflict):
+		errors.Is(err, routes.ErrNotFound), errors.Is(err, routes.ErrInvalid), errors.Is(err, routes.ErrConflict),
+		errors.Is(err, routes.ErrPreconditionFailed):
 		return false
 	case errors.As(err, &apiErr):
 		return apiErr.Status >= 500

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -26,6 +27,12 @@ const (
 const (
 	rejectNotFound = "not_found"
 	rejectConflict = "conflict"
+	// rejectPrecondition: the route's revision was not the If-Match one.
+	rejectPrecondition = "precondition_failed"
+	// rejectInvalid: an argument only the route's state can refute (a
+	// rollback to a revision the route never had); the message is
+	// "field: reason".
+	rejectInvalid = "invalid"
 )
 
 // Recorded is a mutation's outcome as the ledger recorded it when it
@@ -61,10 +68,7 @@ func scanRecorded(row pgx.Row) (Recorded, error) {
 	switch rec.Outcome {
 	case OutcomeRejected:
 		rec.Result = Result{}
-		rec.Err = ErrNotFound
-		if errType == rejectConflict {
-			rec.Err = &ConflictError{Reason: errMsg}
-		}
+		rec.Err = recordedError(errType, errMsg)
 		return rec, nil
 	case OutcomeChanged, outcomeBaseline:
 		rec.Result.Changed = true
@@ -72,6 +76,23 @@ func scanRecorded(row pgx.Row) (Recorded, error) {
 	r.CreatedAt, r.UpdatedAt = created, occurred
 	rec.Result.Route = r
 	return rec, nil
+}
+
+// recordedError rebuilds a recorded rejection from its error type and message.
+func recordedError(errType, msg string) error {
+	switch errType {
+	case rejectConflict:
+		return &ConflictError{Reason: msg}
+	case rejectPrecondition:
+		return &PreconditionError{Reason: msg}
+	case rejectInvalid:
+		field, reason, ok := strings.Cut(msg, ": ")
+		if !ok {
+			field, reason = "argument", msg
+		}
+		return &InvalidError{Field: field, Reason: reason}
+	}
+	return ErrNotFound
 }
 
 // lookup returns the ledger's record of eventID, if any.
@@ -122,8 +143,15 @@ func recordUnchanged(ctx context.Context, tx pgx.Tx, m Mutation, endpointID int6
 func recordRejection(ctx context.Context, tx pgx.Tx, m Mutation, endpointID *int64, rejection error) error {
 	errType, msg := rejectNotFound, rejection.Error()
 	var ce *ConflictError
-	if errors.As(rejection, &ce) {
+	var pe *PreconditionError
+	var inv *InvalidError
+	switch {
+	case errors.As(rejection, &ce):
 		errType, msg = rejectConflict, ce.Reason
+	case errors.As(rejection, &pe):
+		errType, msg = rejectPrecondition, pe.Reason
+	case errors.As(rejection, &inv):
+		errType, msg = rejectInvalid, inv.Field+": "+inv.Reason
 	}
 	_, err := tx.Exec(ctx, ledgerInsertSQL, m.EventID, endpointID, m.Key.Tenant, m.Key.Service, m.Key.Env, m.Key.Version,
 		OutcomeRejected, m.Action, 0, "", false, "", "", m.ChangedBy, m.WorkflowID, errType, msg, nil)
@@ -131,9 +159,9 @@ func recordRejection(ctx context.Context, tx pgx.Tx, m Mutation, endpointID *int
 }
 
 // isRejection reports whether err is a decided answer about a mutation that
-// the ledger records (not found, conflict).
+// the ledger records (not found, conflict, precondition failed).
 func isRejection(err error) bool {
-	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict)
+	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) || errors.Is(err, ErrPreconditionFailed)
 }
 
 // errRerunRace says another run of the same mutation committed while this

@@ -74,6 +74,11 @@ type Mutation struct {
 	EventID string `json:"event_id,omitempty"`
 	// WorkflowID names the workflow that applies it (recorded in the ledger).
 	WorkflowID string `json:"workflow_id,omitempty"`
+	// IfRevision, when set, is the revision the route must have when the
+	// change applies (HTTP If-Match): checked under the row lock, in the
+	// commit's transaction; otherwise the mutation is rejected with
+	// ErrPreconditionFailed and changes nothing.
+	IfRevision int64 `json:"if_revision,omitempty"`
 }
 
 // Validate checks the mutation's names and URL as API.md's "Names" says.
@@ -88,6 +93,12 @@ func (m Mutation) Validate() error {
 		if err := ValidateURL(m.URL); err != nil {
 			return err
 		}
+	}
+	if m.IfRevision < 0 {
+		return Invalid("if_revision", "must be a revision (1 or more)")
+	}
+	if m.IfRevision != 0 && m.Action == ActionCreated {
+		return Invalid("if_revision", "applies only to a change of an existing route")
 	}
 	if len(m.ChangedBy) > 256 {
 		return Invalid("changed_by", "must be at most 256 bytes")
@@ -120,6 +131,9 @@ var (
 	ErrNotFound = errors.New("route not found")
 	ErrConflict = errors.New("route conflict")
 	ErrInvalid  = errors.New("invalid argument")
+	// ErrPreconditionFailed says the route's revision was not the one the
+	// mutation required (If-Match).
+	ErrPreconditionFailed = errors.New("route revision precondition failed")
 )
 
 // InvalidError is a validation failure naming the offending field.
@@ -144,6 +158,15 @@ func (e *ConflictError) Error() string { return "route conflict: " + e.Reason }
 
 // Is makes errors.Is(err, ErrConflict) true for every ConflictError.
 func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// PreconditionError says the route's current revision differs from the
+// mutation's IfRevision.
+type PreconditionError struct{ Reason string }
+
+func (e *PreconditionError) Error() string { return "precondition failed: " + e.Reason }
+
+// Is makes errors.Is(err, ErrPreconditionFailed) true for every PreconditionError.
+func (e *PreconditionError) Is(target error) bool { return target == ErrPreconditionFailed }
 
 func conflictf(format string, args ...any) error {
 	return &ConflictError{Reason: fmt.Sprintf(format, args...)}

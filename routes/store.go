@@ -41,8 +41,9 @@ func scanRoute(row pgx.Row) (Route, error) {
 // tenant, service and environment when needed (create only), locks the
 // route row, applies the change (bumping the revision) and records the
 // outcome in the ledger in the same transaction. A change to a state the
-// route already has returns Changed=false; not found and conflict are
-// recorded too, so a re-run is rejected the same way.
+// route already has returns Changed=false; not found, conflict and a
+// failed If-Match (IfRevision, checked under the row lock) are recorded
+// too, so a re-run is rejected the same way.
 func (s *Store) Apply(ctx context.Context, m Mutation) (Result, error) {
 	if err := m.Validate(); err != nil {
 		return Result{}, err
@@ -202,6 +203,10 @@ func (s *Store) change(ctx context.Context, m Mutation) (Result, error) {
 		}
 		if err != nil {
 			return Result{}, err
+		}
+		if m.IfRevision != 0 && m.IfRevision != before.Revision {
+			p := &PreconditionError{Reason: fmt.Sprintf("route is at revision %d, not %d", before.Revision, m.IfRevision)}
+			return Result{}, rejected{p, &id}
 		}
 		res := Result{Route: before, PreviousURL: before.URL, PreviousState: State(before.IsActive)}
 		url, active := before.URL, before.IsActive

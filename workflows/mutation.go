@@ -83,7 +83,7 @@ var (
 		BackoffCoefficient: 2,
 		MaximumInterval:    5 * time.Second,
 		NonRetryableErrorTypes: []string{
-			activities.ErrTypeInvalid, activities.ErrTypeNotFound, activities.ErrTypeConflict,
+			activities.ErrTypeInvalid, activities.ErrTypeNotFound, activities.ErrTypeConflict, activities.ErrTypePreconditionFailed,
 		},
 	}
 	// sideEffectRetry was the policy of side effects retried as local
@@ -225,7 +225,7 @@ var durableCommitRetry = &temporal.RetryPolicy{
 	BackoffCoefficient: 2,
 	MaximumInterval:    30 * time.Second,
 	NonRetryableErrorTypes: []string{
-		activities.ErrTypeInvalid, activities.ErrTypeNotFound, activities.ErrTypeConflict,
+		activities.ErrTypeInvalid, activities.ErrTypeNotFound, activities.ErrTypeConflict, activities.ErrTypePreconditionFailed,
 	},
 }
 
@@ -236,7 +236,7 @@ func isRejection(err error) bool {
 		return false
 	}
 	switch appErr.Type() {
-	case activities.ErrTypeInvalid, activities.ErrTypeNotFound, activities.ErrTypeConflict:
+	case activities.ErrTypeInvalid, activities.ErrTypeNotFound, activities.ErrTypeConflict, activities.ErrTypePreconditionFailed:
 		return true
 	}
 	return false
