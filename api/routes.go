@@ -37,6 +37,11 @@ type stateRequest struct {
 	ChangedBy string `json:"changed_by"`
 }
 
+type rollbackRequest struct {
+	Revision  int64  `json:"revision"`
+	ChangedBy string `json:"changed_by"`
+}
+
 // decodeJSON reads a JSON body of at most maxBody bytes into v, rejecting
 // unknown fields, trailing data and non-JSON content types. An empty body
 // is allowed only when optional is true.
@@ -191,6 +196,30 @@ func (s *Server) setState(c *gin.Context, action routes.Action) {
 		return
 	}
 	s.mutate(c, routes.Mutation{Action: action, Key: k, ChangedBy: changedBy(c, req.ChangedBy), IfRevision: ifRev})
+}
+
+// rollbackRoute restores the url and active state of an earlier revision
+// as a new revision, through the same mutation workflow as other writes.
+func (s *Server) rollbackRoute(c *gin.Context) {
+	const action = string(routes.ActionRolledBack)
+	k, err := pathKey(c)
+	var req rollbackRequest
+	var ifRev int64
+	if err == nil {
+		ifRev, err = ifMatch(c)
+	}
+	if err == nil {
+		err = decodeJSON(c, &req, false)
+	}
+	if err == nil && req.Revision < 1 {
+		err = InvalidArgument("revision must be a revision of the route (1 or more)")
+	}
+	if err != nil {
+		s.fail(c, action, err)
+		return
+	}
+	s.mutate(c, routes.Mutation{Action: routes.ActionRolledBack, Key: k, RollbackTo: req.Revision,
+		ChangedBy: changedBy(c, req.ChangedBy), IfRevision: ifRev})
 }
 
 // ifMatch reads the If-Match header: the revision the route must have for

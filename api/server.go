@@ -165,6 +165,7 @@ func (s *Server) Handler() http.Handler {
 	v1.PUT("/routes/:tenant/:service/:env/:version", s.updateRoute)
 	v1.POST("/routes/:tenant/:service/:env/:version/activate", s.activateRoute)
 	v1.POST("/routes/:tenant/:service/:env/:version/deactivate", s.deactivateRoute)
+	v1.POST("/routes/:tenant/:service/:env/:version/rollback", s.rollbackRoute)
 	v1.GET("/mutations/*id", s.getMutation)
 	RegisterAudit(v1, s.o.Audit, s.log)
 	return r

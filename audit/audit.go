@@ -34,6 +34,8 @@ type Metadata struct {
 	RunID      string `bson:"run_id,omitempty" json:"run_id,omitempty"`
 	Source     string `bson:"source,omitempty" json:"source,omitempty"` // "workflow" or "backfill"
 	Principal  string `bson:"principal,omitempty" json:"principal,omitempty"`
+	// RollbackTo is the revision a rollback restored.
+	RollbackTo int64 `bson:"rollback_to,omitempty" json:"rollback_to,omitempty"`
 }
 
 // Document is one audit record, in the seed's structure.
@@ -70,6 +72,7 @@ func FromEvent(e events.Event, source string) Document {
 			RunID:      e.RunID,
 			Source:     source,
 			Principal:  e.Principal,
+			RollbackTo: e.RollbackTo,
 		},
 	}
 }

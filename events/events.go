@@ -37,6 +37,8 @@ type Event struct {
 	Principal     string        `json:"principal,omitempty"` // the authenticated token's name
 	WorkflowID    string        `json:"workflow_id,omitempty"`
 	RunID         string        `json:"run_id,omitempty"`
+	// RollbackTo is the revision a rollback restored (rolled_back only).
+	RollbackTo int64 `json:"rollback_to,omitempty"`
 }
 
 // Key returns the key of the changed route.

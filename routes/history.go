@@ -22,6 +22,8 @@ type Revision struct {
 	EventID    string    `json:"event_id"`
 	WorkflowID string    `json:"workflow_id"`
 	OccurredAt time.Time `json:"occurred_at"`
+	// RollbackTo is the revision a rollback restored.
+	RollbackTo int64 `json:"rollback_to,omitempty"`
 }
 
 // HistoryPage is one page of a route's history, newest first.
@@ -96,10 +98,10 @@ func (s *Store) History(ctx context.Context, k Key, limit int, cursor string) (H
 	return p, nil
 }
 
-const revisionColumns = `l.revision, l.action, l.url, l.is_active, l.changed_by, l.event_id, l.workflow_id, l.occurred_at`
+const revisionColumns = `l.revision, l.action, l.url, l.is_active, l.changed_by, l.event_id, l.workflow_id, l.occurred_at, coalesce(l.rollback_to, 0)`
 
 func scanRevision(row pgx.Row) (Revision, error) {
 	var r Revision
-	err := row.Scan(&r.Revision, &r.Action, &r.URL, &r.IsActive, &r.ChangedBy, &r.EventID, &r.WorkflowID, &r.OccurredAt)
+	err := row.Scan(&r.Revision, &r.Action, &r.URL, &r.IsActive, &r.ChangedBy, &r.EventID, &r.WorkflowID, &r.OccurredAt, &r.RollbackTo)
 	return r, err
 }

@@ -44,21 +44,23 @@ func (r Route) Key() Key {
 // Action is the kind of change a mutation makes.
 type Action string
 
-// The four mutation actions.
+// The mutation actions. A rollback restores the url and active state of an
+// earlier revision (Mutation.RollbackTo) as a new revision.
 const (
 	ActionCreated     Action = "created"
 	ActionUpdated     Action = "updated"
 	ActionActivated   Action = "activated"
 	ActionDeactivated Action = "deactivated"
+	ActionRolledBack  Action = "rolled_back"
 )
 
 // ParseAction returns the action named s, or an invalid-argument error.
 func ParseAction(s string) (Action, error) {
 	switch a := Action(s); a {
-	case ActionCreated, ActionUpdated, ActionActivated, ActionDeactivated:
+	case ActionCreated, ActionUpdated, ActionActivated, ActionDeactivated, ActionRolledBack:
 		return a, nil
 	}
-	return "", Invalid("action", "must be one of created, updated, activated, deactivated")
+	return "", Invalid("action", "must be one of created, updated, activated, deactivated, rolled_back")
 }
 
 // Mutation is one requested change of one route.
@@ -79,6 +81,8 @@ type Mutation struct {
 	// commit's transaction; otherwise the mutation is rejected with
 	// ErrPreconditionFailed and changes nothing.
 	IfRevision int64 `json:"if_revision,omitempty"`
+	// RollbackTo is the revision a rollback restores (rolled_back only).
+	RollbackTo int64 `json:"rollback_to,omitempty"`
 }
 
 // Validate checks the mutation's names and URL as API.md's "Names" says.
@@ -93,6 +97,12 @@ func (m Mutation) Validate() error {
 		if err := ValidateURL(m.URL); err != nil {
 			return err
 		}
+	}
+	if (m.Action == ActionRolledBack) != (m.RollbackTo != 0) || m.RollbackTo < 0 {
+		if m.Action == ActionRolledBack {
+			return Invalid("revision", "must be a revision of the route (1 or more)")
+		}
+		return Invalid("rollback_to", "applies only to a rollback")
 	}
 	if m.IfRevision < 0 {
 		return Invalid("if_revision", "must be a revision (1 or more)")

@@ -190,8 +190,9 @@ WITH up AS (
 	RETURNING id, url, is_active, revision, updated_at
 ), l AS (
 	INSERT INTO route_ledger (event_id, endpoint_id, tenant, service, env, version, outcome, action,
-		revision, url, is_active, previous_url, previous_state, changed_by, workflow_id, occurred_at)
-	SELECT $4, id, $5, $6, $7, $8, 'changed', $9, revision, url, is_active, $10, $11, $12, $13, updated_at FROM up
+		revision, url, is_active, previous_url, previous_state, changed_by, workflow_id, occurred_at, rollback_to)
+	SELECT $4, id, $5, $6, $7, $8, 'changed', $9, revision, url, is_active, $10, $11, $12, $13, updated_at,
+		NULLIF($14::bigint, 0) FROM up
 )
 SELECT url, is_active, revision, updated_at FROM up`
 
@@ -217,13 +218,23 @@ func (s *Store) change(ctx context.Context, m Mutation) (Result, error) {
 			active = true
 		case ActionDeactivated:
 			active = false
+		case ActionRolledBack:
+			var found bool
+			url, active, found, err = revisionState(ctx, tx, id, m.RollbackTo)
+			if err != nil {
+				return Result{}, err
+			}
+			if !found {
+				inv := Invalid("revision", fmt.Sprintf("the route has no revision %d", m.RollbackTo))
+				return Result{}, rejected{inv, &id}
+			}
 		}
 		if url == before.URL && active == before.IsActive {
 			return res, recordUnchanged(ctx, tx, m, id, before)
 		}
 		err = tx.QueryRow(ctx, changeSQL, id, url, active,
 			m.EventID, m.Key.Tenant, m.Key.Service, m.Key.Env, m.Key.Version, m.Action,
-			before.URL, State(before.IsActive), m.ChangedBy, m.WorkflowID,
+			before.URL, State(before.IsActive), m.ChangedBy, m.WorkflowID, m.RollbackTo,
 		).Scan(&res.Route.URL, &res.Route.IsActive, &res.Route.Revision, &res.Route.UpdatedAt)
 		if err != nil {
 			return Result{}, err
@@ -231,6 +242,18 @@ func (s *Store) change(ctx context.Context, m Mutation) (Result, error) {
 		res.Changed = true
 		return res, nil
 	})
+}
+
+// revisionState returns the url and active state of the route's revision
+// rev, as the ledger recorded it; found is false when it has no such
+// revision.
+func revisionState(ctx context.Context, tx pgx.Tx, endpointID, rev int64) (url string, active, found bool, err error) {
+	err = tx.QueryRow(ctx, `SELECT url, is_active FROM route_ledger
+		WHERE endpoint_id = $1 AND revision = $2 AND outcome IN ('changed', 'baseline')`, endpointID, rev).Scan(&url, &active)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", false, false, nil
+	}
+	return url, active, err == nil, err
 }
 
 // Get returns the route named k, active or not.

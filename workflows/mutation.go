@@ -266,6 +266,7 @@ func (m *mutation) sideEffects(ctx workflow.Context, res routes.Result) {
 	ev := events.FromResult(m.in.EventID, m.in.Mutation.Action, res, m.in.Mutation.ChangedBy)
 	ev.WorkflowID, ev.RunID = info.WorkflowExecution.ID, info.WorkflowExecution.RunID
 	ev.Principal = m.in.Principal
+	ev.RollbackTo = m.in.Mutation.RollbackTo
 	key := res.Route.Key()
 	runSideEffects(ctx, []sideEffect{
 		{a.Invalidate, []any{key, res.Route.Revision}, &m.status.Steps.Invalidated},
