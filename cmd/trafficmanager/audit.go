@@ -170,10 +170,10 @@ func newAuditQueryCmds() []*cobra.Command {
 	recent.Flags().IntVar(&days, "days", 7, "how many days back, 1 to 365")
 
 	var action string
-	byAction := common(&cobra.Command{Use: "action", Short: "Changes of one action (created, updated, activated, deactivated)", Args: cobra.NoArgs, RunE: func(c *cobra.Command, _ []string) error {
+	byAction := common(&cobra.Command{Use: "action", Short: "Changes of one action (created, updated, activated, deactivated, rolled_back)", Args: cobra.NoArgs, RunE: func(c *cobra.Command, _ []string) error {
 		return query(c, "/api/v1/audit/action", withTenant(url.Values{"action": {action}}))
 	}})
-	byAction.Flags().StringVar(&action, "action", "", "created, updated, activated or deactivated")
+	byAction.Flags().StringVar(&action, "action", "", "created, updated, activated, deactivated or rolled_back")
 
 	var start, end string
 	timeRange := common(&cobra.Command{Use: "time-range", Short: "Changes with start <= occurred_at < end", Args: cobra.NoArgs, RunE: func(c *cobra.Command, _ []string) error {

@@ -32,7 +32,7 @@ func newRoutesCmd() *cobra.Command {
 	cf.register(cmd)
 
 	var k routes.Key
-	var u, changedBy, idemKey string
+	var u, changedBy, idemKey, ifMatch string
 	var inactive bool
 	keyFlags := func(c *cobra.Command, withURL bool) {
 		c.Flags().StringVar(&k.Tenant, "tenant", "", "tenant")
@@ -56,7 +56,7 @@ func newRoutesCmd() *cobra.Command {
 			body["changed_by"] = changedBy
 		}
 		var out mutationAnswer
-		status, err := cf.callWithHeaders(c.Context(), method, p, body, &out, "Idempotency-Key", idemKey)
+		status, err := cf.callWithHeaders(c.Context(), method, p, body, &out, "Idempotency-Key", idemKey, "If-Match", ifMatch)
 		if err != nil {
 			return err
 		}
@@ -88,6 +88,18 @@ func newRoutesCmd() *cobra.Command {
 		return mutate(c, "POST", path()+"/deactivate", map[string]any{})
 	}}
 	keyFlags(deactivate, false)
+	var to int64
+	rollback := &cobra.Command{Use: "rollback", Short: "Restore the url and active state of an earlier revision, as a new revision", Args: cobra.NoArgs, RunE: func(c *cobra.Command, _ []string) error {
+		if to < 1 {
+			return usageErr("--to must name a revision (1 or more); `routes history` lists them")
+		}
+		return mutate(c, "POST", path()+"/rollback", map[string]any{"revision": to})
+	}}
+	keyFlags(rollback, false)
+	rollback.Flags().Int64Var(&to, "to", 0, "the revision to restore")
+	for _, w := range []*cobra.Command{update, activate, deactivate, rollback} {
+		w.Flags().StringVar(&ifMatch, "if-match", "", "apply only if the route is at this revision (its ETag)")
+	}
 
 	get := &cobra.Command{Use: "get", Short: "Show one route (active or not)", Args: cobra.NoArgs, RunE: func(c *cobra.Command, _ []string) error {
 		if err := cf.validate(); err != nil {
@@ -140,6 +152,6 @@ func newRoutesCmd() *cobra.Command {
 	list.Flags().StringVar(&active, "active", "", "only active (true) or inactive (false) routes")
 	list.Flags().IntVar(&limit, "limit", 0, "at most this many routes (default: all)")
 
-	cmd.AddCommand(create, update, activate, deactivate, get, list, newImportCmd(&cf))
+	cmd.AddCommand(create, update, activate, deactivate, rollback, get, list, newHistoryCmd(&cf), newImportCmd(&cf))
 	return cmd
 }
