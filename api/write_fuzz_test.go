@@ -24,12 +24,13 @@ var writePaths = []struct{ method, path string }{
 	{"PUT", "/api/v1/routes/team-a/payments/prod/v2"},
 	{"POST", "/api/v1/routes/team-a/payments/prod/v2/activate"},
 	{"POST", "/api/v1/routes/team-a/payments/prod/v2/deactivate"},
+	{"POST", "/api/v1/routes/team-a/payments/prod/v2/rollback"},
 	{"POST", "/api/v1/tokens"},
 	{"POST", "/api/v1/routes/batch"},
 }
 
-// FuzzWriteRequests sends arbitrary bodies and content types to every write
-// endpoint. Invariant: no panic; every error is 4xx in API.md's shape,
+// FuzzWriteRequests sends arbitrary bodies, content types and If-Match
+// headers to every write endpoint. Invariant: no panic; every error is 4xx in API.md's shape,
 // except 503 for a well-formed mutation (the fuzz setup has no Temporal
 // server, a fake at the far edge: a lazy client on a closed port).
 func FuzzWriteRequests(f *testing.F) {
@@ -41,14 +42,20 @@ func FuzzWriteRequests(f *testing.F) {
 		`{"routes":[{"tenant":"team-a","service":"payments","env":"prod","version":"v2","url":"https://p.example"}]}`,
 		`{"routes":[{"tenant":"team-a","service":"p","env":"prod","version":"v1","url":"https://p.example"},{"tenant":"team-b","service":"p","env":"prod","version":"v1","url":"https://p.example"}]}`,
 		`{"routes":null}`, `{"routes":[{}]}`, `{"routes":[1,2]}`, `{"routes":[],"changed_by":"x"}`,
+		`{"revision":3}`, `{"revision":0}`, `{"revision":-1}`, `{"revision":"3"}`, `{"revision":1e30}`,
+		`{"revision":9223372036854775807,"changed_by":"oncall"}`, `{"revision":2,"url":"https://x"}`,
 	} {
 		for i := range writePaths {
-			f.Add(uint8(i), body, "application/json")
+			f.Add(uint8(i), body, "application/json", "")
 		}
 	}
-	f.Add(uint8(0), `{"tenant":"a"}`, "text/plain")
-	f.Add(uint8(1), `{"url":"https://a.example"}`, "application/json; charset=utf-8")
-	f.Add(uint8(2), ``, "")
+	f.Add(uint8(0), `{"tenant":"a"}`, "text/plain", "")
+	f.Add(uint8(1), `{"url":"https://a.example"}`, "application/json; charset=utf-8", `"1"`)
+	f.Add(uint8(2), ``, "", "")
+	for _, ifMatch := range []string{`"3"`, `3`, `W/"3"`, `*`, `"0"`, `-1`, `""`, `"`, `"99999999999999999999"`, " 7 ", "\x00"} {
+		f.Add(uint8(1), `{"url":"https://a.example"}`, "application/json", ifMatch)
+		f.Add(uint8(4), `{"revision":1}`, "application/json", ifMatch)
+	}
 
 	tc, err := client.NewLazyClient(client.Options{HostPort: "127.0.0.1:1", Logger: nopTemporalLogger{}})
 	if err != nil {
@@ -60,11 +67,14 @@ func FuzzWriteRequests(f *testing.F) {
 		Metrics: observability.NewWriteMetrics(reg), Registry: reg, Log: zap.NewNop(),
 	}).Handler()
 
-	f.Fuzz(func(t *testing.T, which uint8, body, contentType string) {
+	f.Fuzz(func(t *testing.T, which uint8, body, contentType, ifMatch string) {
 		ep := writePaths[int(which)%len(writePaths)]
 		req := httptest.NewRequest(ep.method, ep.path, bytes.NewBufferString(body))
 		if contentType != "" {
 			req.Header.Set("Content-Type", contentType)
+		}
+		if ifMatch != "" {
+			req.Header["If-Match"] = []string{ifMatch} // unvalidated, as a raw client could send it
 		}
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
