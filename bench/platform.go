@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -38,6 +39,20 @@ func freeAddr() string {
 }
 
 func numCPU() int { return runtime.NumCPU() }
+
+// resolverURLs are the base URLs of every resolver instance dev runs
+// (dev.env's TM_RESOLVER_URLS with --resolvers N), else the one resolver.
+func (p *platform) resolverURLs() []string {
+	b, err := os.ReadFile(filepath.Join(p.dir, "dev.env"))
+	if err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "export TM_RESOLVER_URLS="); ok && v != "" {
+				return strings.Split(v, ",")
+			}
+		}
+	}
+	return []string{"http://" + p.resolver}
+}
 
 // devArgs are extra flags of the `dev` the bench starts (-dev-args), e.g.
 // "--temporal cluster --workers 2" to measure the production topology.
