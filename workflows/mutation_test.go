@@ -186,6 +186,32 @@ func TestRouteMutationCommitsThenRunsEverySideEffectOnce(t *testing.T) {
 	require.Equal(t, m.URL, got.URL)
 }
 
+func TestRouteMutationRollbackRecordsTheRestoredRevisionInItsAuditDocument(t *testing.T) {
+	f := newFixture(t)
+	m := create(testenv.Name(t, "team"), "https://a.example")
+	_, err := f.store.Apply(context.Background(), m)
+	require.NoError(t, err)
+	upd := m
+	upd.Action, upd.URL = routes.ActionUpdated, "https://b.example"
+	_, err = f.store.Apply(context.Background(), upd)
+	require.NoError(t, err)
+
+	rb := routes.Mutation{Action: routes.ActionRolledBack, Key: m.Key, RollbackTo: 1, ChangedBy: "oncall"}
+	var s testsuite.WorkflowTestSuite
+	st, ur := f.run(t, s.NewTestWorkflowEnvironment(), workflows.MutationInput{Mutation: rb, EventID: "ev-rb"})
+
+	require.NoError(t, ur.err)
+	require.True(t, ur.out.Result.Changed)
+	require.EqualValues(t, 3, ur.out.Result.Route.Revision)
+	require.Equal(t, "https://a.example", ur.out.Result.Route.URL)
+	require.Equal(t, "done", st.Steps.Audited)
+	require.Equal(t, []string{"ev-rb"}, f.pub.ids)
+	doc := f.aud.docs["ev-rb"]
+	require.Equal(t, "rolled_back", doc.Action)
+	require.EqualValues(t, 1, doc.Metadata.RollbackTo)
+	require.Equal(t, "https://b.example", doc.PreviousURL)
+}
+
 func TestRouteMutationWithoutChangeSkipsSideEffects(t *testing.T) {
 	f := newFixture(t)
 	m := create(testenv.Name(t, "team"), "https://payments.example/v2")
@@ -229,6 +255,32 @@ func TestRouteMutationRejectsPermanentErrorsWithoutRetry(t *testing.T) {
 			name:     "an invalid url is invalid",
 			mutation: func(tn string) routes.Mutation { return create(tn, "ftp://x") },
 			errType:  activities.ErrTypeInvalid,
+		},
+		{
+			name: "a change whose If-Match names another revision fails its precondition",
+			prepare: func(t *testing.T, s *routes.Store, tn string) {
+				_, err := s.Apply(context.Background(), create(tn, "https://a.example"))
+				require.NoError(t, err)
+			},
+			mutation: func(tn string) routes.Mutation {
+				m := create(tn, "https://b.example")
+				m.Action, m.IfRevision = routes.ActionUpdated, 5
+				return m
+			},
+			errType: activities.ErrTypePreconditionFailed,
+		},
+		{
+			name: "a rollback to a revision the route never had is invalid",
+			prepare: func(t *testing.T, s *routes.Store, tn string) {
+				_, err := s.Apply(context.Background(), create(tn, "https://a.example"))
+				require.NoError(t, err)
+			},
+			mutation: func(tn string) routes.Mutation {
+				m := create(tn, "")
+				m.Action, m.RollbackTo = routes.ActionRolledBack, 9
+				return m
+			},
+			errType: activities.ErrTypeInvalid,
 		},
 	}
 	for _, tt := range tests {
