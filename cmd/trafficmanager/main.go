@@ -44,6 +44,7 @@ func newRootCmd() *cobra.Command {
 		newResolverCmd(),
 		newAuditCmd(),
 		newCheckCmd(),
+		newVersionCmd(),
 	)
 	return root
 }
