@@ -3,155 +3,41 @@
 package api
 
 import (
-	"context"
-	"errors"
-	"math"
-	"net/http"
-	"strconv"
-	"time"
-
 	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
 
-	"github.com/trafficmanager/trafficmanager/resilience"
-	"github.com/trafficmanager/trafficmanager/routes"
+	"github.com/trafficmanager/trafficmanager/httperr"
 )
 
-// Error is an API error with the code and status API.md lists. Handlers
-// return it (or a domain error) and Abort maps everything in one place.
-type Error struct {
-	Status  int
-	Code    string
-	Message string
-}
+// The API's errors, their mapping to statuses and their JSON shape live in
+// package httperr, which the resolver shares without importing the write
+// path. These names only keep the handlers reading as before.
 
-func (e *Error) Error() string { return e.Code + ": " + e.Message }
+// Error is an API error (httperr.Error).
+type Error = httperr.Error
 
-// Errorf-style constructors for the codes of API.md.
-func InvalidArgument(msg string) *Error {
-	return &Error{http.StatusBadRequest, "invalid_argument", msg}
-}
-func Unauthenticated(msg string) *Error {
-	return &Error{http.StatusUnauthorized, "unauthenticated", msg}
-}
-func PermissionDenied(msg string) *Error {
-	return &Error{http.StatusForbidden, "permission_denied", msg}
-}
-func RouteNotFound(msg string) *Error { return &Error{http.StatusNotFound, "route_not_found", msg} }
-func MutationNotFound(msg string) *Error {
-	return &Error{http.StatusNotFound, "mutation_not_found", msg}
-}
-func Conflict(msg string) *Error { return &Error{http.StatusConflict, "conflict", msg} }
-func PreconditionFailed(msg string) *Error {
-	return &Error{http.StatusPreconditionFailed, "precondition_failed", msg}
-}
-func RateLimited(msg string) *Error { return &Error{http.StatusTooManyRequests, "rate_limited", msg} }
-func Unavailable(msg string) *Error { return &Error{http.StatusServiceUnavailable, "unavailable", msg} }
+// StatusClientClosedRequest is nginx's 499 (httperr.StatusClientClosedRequest).
+const StatusClientClosedRequest = httperr.StatusClientClosedRequest
 
-// StatusClientClosedRequest is nginx's 499: the client hung up before the
-// answer. Nobody reads it; it labels logs and the request's recorded status.
-const StatusClientClosedRequest = 499
+func InvalidArgument(msg string) *Error    { return httperr.InvalidArgument(msg) }
+func Unauthenticated(msg string) *Error    { return httperr.Unauthenticated(msg) }
+func PermissionDenied(msg string) *Error   { return httperr.PermissionDenied(msg) }
+func RouteNotFound(msg string) *Error      { return httperr.RouteNotFound(msg) }
+func MutationNotFound(msg string) *Error   { return httperr.MutationNotFound(msg) }
+func Conflict(msg string) *Error           { return httperr.Conflict(msg) }
+func PreconditionFailed(msg string) *Error { return httperr.PreconditionFailed(msg) }
+func RateLimited(msg string) *Error        { return httperr.RateLimited(msg) }
+func Unavailable(msg string) *Error        { return httperr.Unavailable(msg) }
+func RequestTimeout() *Error               { return httperr.RequestTimeout() }
+func Canceled() *Error                     { return httperr.Canceled() }
 
-// RequestTimeout is a request whose body did not arrive within the
-// server's read timeout.
-func RequestTimeout() *Error {
-	return &Error{http.StatusRequestTimeout, "request_timeout", "the request body did not arrive within the read timeout"}
-}
+// ToError maps any error to the API error a client sees (httperr.From).
+func ToError(err error) *Error { return httperr.From(err) }
 
-// Canceled is the error of a request whose client went away.
-func Canceled() *Error {
-	return &Error{StatusClientClosedRequest, "canceled", "the client closed the request"}
-}
+// requestError is httperr.ForRequest: WriteError and the write metrics both
+// use it, so they agree.
+func requestError(c *gin.Context, err error) *Error { return httperr.ForRequest(c, err) }
 
-// retryLater is a 503 with a Retry-After hint and the dependency error
-// behind it: the cause stays in the chain (errors.As still finds it, and the
-// log shows it), the client sees only the *Error.
-type retryLater struct {
-	err   *Error
-	cause error
-	after time.Duration
-	// alert marks causes that are not an outage but need an operator (a
-	// misconfiguration, a server bug): logged at error, not debug.
-	alert bool
-}
-
-func (e *retryLater) Error() string   { return e.err.Error() + ": " + e.cause.Error() }
-func (e *retryLater) Unwrap() []error { return []error{e.err, e.cause} }
-
-// errorBody is the JSON shape of every error response.
-type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
-// ToError maps any error to the API error a client sees. Internal details
-// never reach the client; they are logged by Abort.
-func ToError(err error) *Error {
-	var apiErr *Error
-	var inv *routes.InvalidError
-	switch {
-	case errors.As(err, &apiErr):
-		return apiErr
-	case errors.As(err, &inv):
-		return InvalidArgument(inv.Error())
-	case errors.Is(err, routes.ErrInvalid):
-		return InvalidArgument("invalid argument")
-	case errors.Is(err, routes.ErrNotFound):
-		return RouteNotFound("route not found")
-	case errors.Is(err, routes.ErrConflict):
-		return Conflict("route already exists with another url")
-	case errors.Is(err, routes.ErrPreconditionFailed):
-		return PreconditionFailed("the route's revision does not match If-Match")
-	case errors.Is(err, resilience.ErrUnavailable):
-		return Unavailable("a dependency is unavailable; try again shortly")
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return Unavailable("the request timed out; try again")
-	}
-	return &Error{http.StatusInternalServerError, "internal", "internal error"}
-}
-
-// requestError is ToError for a request: whatever err says, a request whose
-// client hung up (its context canceled) is canceled, not a failure of ours.
-// WriteError and the write metrics both use it, so they agree.
-func requestError(c *gin.Context, err error) *Error {
-	e := ToError(err)
-	// net/http also cancels the context when the read timeout cuts a slow
-	// body off; that client may still be reading, and deserves its 408.
-	if e.Status != http.StatusRequestTimeout && errors.Is(c.Request.Context().Err(), context.Canceled) {
-		return Canceled()
-	}
-	return e
-}
-
-// WriteError writes err as the API error JSON and aborts the chain. A
-// request whose client went away gets no body (there is nobody to read it),
-// only the 499 status for the record, and is logged at info.
-func WriteError(c *gin.Context, log *zap.Logger, err error) {
-	e := requestError(c, err)
-	var later *retryLater
-	isLater := errors.As(err, &later)
-	if log != nil {
-		switch {
-		case e.Code == "canceled":
-			log.Info("client closed the request", zap.String("path", c.FullPath()), zap.Error(err))
-		case isLater && later.alert:
-			log.Error("dependency refused the request", zap.String("path", c.FullPath()), zap.Error(err))
-		case e.Status == http.StatusServiceUnavailable: // expected during an outage; metrics count it
-			log.Debug("request refused", zap.String("path", c.FullPath()), zap.Error(err))
-		case e.Status >= 500:
-			log.Error("request failed", zap.String("path", c.FullPath()), zap.Int("status", e.Status), zap.Error(err))
-		}
-	}
-	if e.Code == "canceled" {
-		c.AbortWithStatus(e.Status)
-		return
-	}
-	if isLater && e.Status == http.StatusServiceUnavailable {
-		c.Header("Retry-After", strconv.Itoa(int(math.Ceil(later.after.Seconds()))))
-	}
-	var body errorBody
-	body.Error.Code, body.Error.Message = e.Code, e.Message
-	c.AbortWithStatusJSON(e.Status, body)
-}
+// WriteError writes err as the API error JSON and aborts the chain
+// (httperr.Write).
+func WriteError(c *gin.Context, log *zap.Logger, err error) { httperr.Write(c, log, err) }

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/trafficmanager/trafficmanager/activities"
+	"github.com/trafficmanager/trafficmanager/httperr"
 	"github.com/trafficmanager/trafficmanager/mutations"
 	"github.com/trafficmanager/trafficmanager/routes"
 	"github.com/trafficmanager/trafficmanager/workflows"
@@ -233,8 +234,8 @@ func recordedRejection(err error) error {
 
 // errKeyReused answers a repeated Idempotency-Key whose request differs
 // from the first one's.
-var errKeyReused = &Error{http.StatusUnprocessableEntity, "idempotency_key_reused",
-	"this Idempotency-Key was used for another request; send a new key"}
+var errKeyReused = &Error{Status: http.StatusUnprocessableEntity, Code: "idempotency_key_reused",
+	Message: "this Idempotency-Key was used for another request; send a new key"}
 
 // sameRequest reports whether a mutation's recorded request hash matches
 // this request's (workflows from before request hashes match anything).
@@ -407,18 +408,18 @@ func temporalError(err error) error {
 	default:
 		return err
 	}
-	later := &retryLater{err: Unavailable("the workflow service is unavailable; retry with the same Idempotency-Key"), cause: err, after: time.Second}
+	later := &httperr.RetryLater{Err: Unavailable("the workflow service is unavailable; retry with the same Idempotency-Key"), Cause: err, After: time.Second}
 	switch code {
 	case codes.ResourceExhausted: // rate limited or overloaded: back off longer
-		later.err = Unavailable("the workflow service is overloaded; retry with the same Idempotency-Key")
-		later.after = 5 * time.Second
+		later.Err = Unavailable("the workflow service is overloaded; retry with the same Idempotency-Key")
+		later.After = 5 * time.Second
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.Aborted:
 		// an outage or a race inside the service: transient
 	default:
 		// Internal, InvalidArgument, PermissionDenied, NotFound (namespace),
 		// Unimplemented...: still not the client's fault, but someone has to
 		// look.
-		later.alert = true
+		later.Alert = true
 	}
 	return later
 }

@@ -56,7 +56,7 @@ func decodeJSONUpTo(c *gin.Context, v any, optional bool, limit int64) error {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return &Error{http.StatusRequestEntityTooLarge, "invalid_argument", "request body is larger than " + sizeName(limit)}
+			return &Error{Status: http.StatusRequestEntityTooLarge, Code: "invalid_argument", Message: "request body is larger than " + sizeName(limit)}
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) { // the server's read timeout (TM_HTTP_READ_TIMEOUT)
 			return RequestTimeout()
@@ -71,7 +71,7 @@ func decodeJSONUpTo(c *gin.Context, v any, optional bool, limit int64) error {
 	}
 	if ct := c.GetHeader("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			return &Error{http.StatusUnsupportedMediaType, "invalid_argument", "Content-Type must be application/json"}
+			return &Error{Status: http.StatusUnsupportedMediaType, Code: "invalid_argument", Message: "Content-Type must be application/json"}
 		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))

@@ -133,16 +133,18 @@ func (s *Server) Handler() http.Handler {
 	r := gin.New()
 	r.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, rec any) {
 		s.log.Error("panic in handler", zap.Any("panic", rec), zap.String("path", c.Request.URL.Path))
-		WriteError(c, nil, &Error{http.StatusInternalServerError, "internal", "internal error"})
+		WriteError(c, nil, &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"})
 	}))
 	r.HandleMethodNotAllowed = true
 	// Route on the escaped path so "v%2F1" stays one segment and is then
 	// rejected by validation (400) instead of matching no route (404).
 	r.UseRawPath = true
 	r.UnescapePathValues = true
-	r.NoRoute(func(c *gin.Context) { WriteError(c, nil, &Error{http.StatusNotFound, "not_found", "no such endpoint"}) })
+	r.NoRoute(func(c *gin.Context) {
+		WriteError(c, nil, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such endpoint"})
+	})
 	r.NoMethod(func(c *gin.Context) {
-		WriteError(c, nil, &Error{http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this endpoint"})
+		WriteError(c, nil, &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "method not allowed on this endpoint"})
 	})
 
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })

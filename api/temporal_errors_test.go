@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/trafficmanager/trafficmanager/activities"
+	"github.com/trafficmanager/trafficmanager/httperr"
 )
 
 // writeTo runs WriteError for err on a fresh recorder.
@@ -58,7 +59,7 @@ func TestTemporalServiceErrorsAre503WithRetryAfterNever500(t *testing.T) {
 			rec := writeTo(t, zap.New(core), temporalError(tt.err))
 			require.Equal(t, http.StatusServiceUnavailable, rec.Code, rec.Body.String())
 			require.Equal(t, tt.retryAfter, rec.Header().Get("Retry-After"))
-			var body errorBody
+			var body httperr.Body
 			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
 			require.Equal(t, "unavailable", body.Error.Code)
 			require.NotContains(t, body.Error.Message, tt.err.Error(), "the cause is logged, not sent")

@@ -36,7 +36,7 @@ func (s *Server) registerTokens(rg *gin.RouterGroup) {
 
 func (s *Server) tokensAllowed(c *gin.Context) bool {
 	if s.o.Tokens == nil {
-		WriteError(c, nil, &Error{http.StatusNotFound, "not_found", "token management is off (TM_AUTH=off)"})
+		WriteError(c, nil, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "token management is off (TM_AUTH=off)"})
 		return false
 	}
 	if err := requireAdmin(c); err != nil {
@@ -89,7 +89,7 @@ func (s *Server) revokeToken(c *gin.Context) {
 	}
 	p, err := s.o.Tokens.Revoke(c.Request.Context(), c.Param("id"))
 	if errors.Is(err, auth.ErrNoToken) {
-		WriteError(c, nil, &Error{http.StatusNotFound, "token_not_found", "no such token"})
+		WriteError(c, nil, &Error{Status: http.StatusNotFound, Code: "token_not_found", Message: "no such token"})
 		return
 	}
 	if err != nil {

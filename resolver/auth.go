@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/trafficmanager/trafficmanager/auth"
+	"github.com/trafficmanager/trafficmanager/httperr"
 )
 
 // Authenticator resolves a bearer secret to a principal (auth.Authenticator).
@@ -30,7 +31,7 @@ func RequireToken(next http.Handler, a Authenticator) http.Handler {
 		}
 		secret, ok := auth.BearerSecret(r.Header.Get("Authorization"))
 		if !ok {
-			writeAuthError(w, http.StatusUnauthorized, "unauthenticated", "a bearer token is required")
+			writeAuthError(w, httperr.Unauthenticated("a bearer token is required"))
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -38,26 +39,28 @@ func RequireToken(next http.Handler, a Authenticator) http.Handler {
 		cancel()
 		switch {
 		case errors.Is(err, auth.ErrUnknownToken):
-			writeAuthError(w, http.StatusUnauthorized, "unauthenticated", "unknown or revoked token")
+			writeAuthError(w, httperr.Unauthenticated("unknown or revoked token"))
 			return
 		case err != nil:
-			writeAuthError(w, http.StatusServiceUnavailable, "unavailable", "cannot check the token right now")
+			writeAuthError(w, httperr.Unavailable("cannot check the token right now"))
 			return
 		}
 		tenant, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, prefix), "/")
 		if !p.Resolves(tenant) {
-			writeAuthError(w, http.StatusNotFound, "route_not_found", "route not found")
+			writeAuthError(w, httperr.RouteNotFound("route not found"))
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-func writeAuthError(w http.ResponseWriter, status int, code, msg string) {
+// writeAuthError writes e in httperr's JSON shape. This middleware wraps the
+// whole handler in plain net/http, outside Gin, so it cannot use httperr.Write.
+func writeAuthError(w http.ResponseWriter, e *httperr.Error) {
 	w.Header().Set("Content-Type", "application/json")
-	if status == http.StatusUnauthorized {
+	if e.Status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="trafficmanager"`)
 	}
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
+	w.WriteHeader(e.Status)
+	_ = json.NewEncoder(w).Encode(e.Body())
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
-	"github.com/trafficmanager/trafficmanager/api"
+	"github.com/trafficmanager/trafficmanager/httperr"
 	"github.com/trafficmanager/trafficmanager/routes"
 )
 
@@ -36,7 +36,7 @@ func (r *Resolver) Handler(reg *prometheus.Registry) http.Handler {
 	g.HandleMethodNotAllowed = true
 	g.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, v any) {
 		r.log.Error("panic serving request", zap.Any("panic", v), zap.String("path", c.Request.URL.Path))
-		api.WriteError(c, nil, errors.New("panic"))
+		httperr.Write(c, nil, errors.New("panic"))
 	}))
 	g.GET(ResolvePrefix+"*key", r.serveResolve)
 	g.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
@@ -46,10 +46,10 @@ func (r *Resolver) Handler(reg *prometheus.Registry) http.Handler {
 		g.GET("/metrics", gin.WrapH(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
 	}
 	g.NoRoute(func(c *gin.Context) {
-		api.WriteError(c, nil, &api.Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such endpoint"})
+		httperr.Write(c, nil, &httperr.Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such endpoint"})
 	})
 	g.NoMethod(func(c *gin.Context) {
-		api.WriteError(c, nil, &api.Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "method not allowed"})
+		httperr.Write(c, nil, &httperr.Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "method not allowed"})
 	})
 	return g
 }
@@ -64,18 +64,18 @@ func (r *Resolver) serveResolve(c *gin.Context) {
 	key := c.Param("key")[1:] // the catch-all value starts with '/'
 	k := splitKey(key)
 	if err := validate(k); err != nil {
-		api.WriteError(c, r.log, err)
+		httperr.Write(c, r.log, err)
 		return
 	}
 	a, err := r.resolve(c.Request.Context(), key, k)
 	if err != nil {
-		api.WriteError(c, r.log, api.Unavailable("route lookup is unavailable; try again"))
+		httperr.Write(c, r.log, httperr.Unavailable("route lookup is unavailable; try again"))
 		return
 	}
 	h := c.Writer.Header()
 	h["X-Cache"] = xCache[a.src]
 	if !a.Found() {
-		api.WriteError(c, nil, api.RouteNotFound("route not found"))
+		httperr.Write(c, nil, httperr.RouteNotFound("route not found"))
 		return
 	}
 	h["Content-Type"] = jsonContentType
@@ -100,9 +100,9 @@ func validate(k routes.Key) error {
 func (r *Resolver) serveReady(c *gin.Context) {
 	switch {
 	case r.draining.Load():
-		api.WriteError(c, nil, api.Unavailable("draining"))
+		httperr.Write(c, nil, httperr.Unavailable("draining"))
 	case !r.ready.Load():
-		api.WriteError(c, nil, api.Unavailable("not ready: route event consumer not subscribed yet"))
+		httperr.Write(c, nil, httperr.Unavailable("not ready: route event consumer not subscribed yet"))
 	default:
 		c.JSON(http.StatusOK, gin.H{"status": "ready"})
 	}
