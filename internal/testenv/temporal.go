@@ -119,22 +119,10 @@ func temporalPostgres() (string, error) {
 			temporalPGURL = v
 			return
 		}
-		dir, err := tempDir("tm-test-temporal-pg-")
-		if err != nil {
-			temporalPGErr = err
-			return
-		}
-		var pg *devstack.Postgres
-		err = onFreePort(func(port int) (err error) {
-			pg, err = devstack.StartPostgres(context.Background(), dir+"/data", port, io.Discard)
-			return err
-		})
-		if err != nil {
+		var err error
+		if temporalPGURL, err = privatePostgres("tm-test-temporal-pg-"); err != nil {
 			temporalPGErr = fmt.Errorf("PostgreSQL for Temporal: %w", err)
-			return
 		}
-		register(pg.Stop)
-		temporalPGURL = pg.DSN
 	})
 	return temporalPGURL, temporalPGErr
 }

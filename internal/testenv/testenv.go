@@ -154,24 +154,29 @@ func postgresBase() (string, error) {
 				return
 			}
 		}
-		dir, err := tempDir("tm-test-pg-")
-		if err != nil {
-			pgErr = err
-			return
-		}
-		var pg *devstack.Postgres
-		err = onFreePort(func(port int) (err error) {
-			pg, err = devstack.StartPostgres(context.Background(), dir+"/data", port, io.Discard)
-			return err
-		})
-		if err != nil {
-			pgErr = err
-			return
-		}
-		register(pg.Stop)
-		pgBase = pg.DSN
+		pgBase, pgErr = privatePostgres("tm-test-pg-")
 	})
 	return pgBase, pgErr
+}
+
+// privatePostgres starts a PostgreSQL cluster of the test binary's own in
+// a temporary directory named by prefix, stopped by Main, and returns its
+// DSN.
+func privatePostgres(prefix string) (string, error) {
+	dir, err := tempDir(prefix)
+	if err != nil {
+		return "", err
+	}
+	var pg *devstack.Postgres
+	err = onFreePort(func(port int) (err error) {
+		pg, err = devstack.StartPostgres(context.Background(), dir+"/data", port, io.Discard)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	register(pg.Stop)
+	return pg.DSN, nil
 }
 
 // PostgresDSN creates a fresh, empty database and returns its DSN; the
