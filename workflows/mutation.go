@@ -22,6 +22,26 @@ const (
 	CommitUpdate = "commit"
 	// StatusQuery returns the workflow's Status.
 	StatusQuery = "status"
+	// CancelUpdate cancels a scheduled mutation (NotBefore) while it waits;
+	// it is rejected (ErrTypeNotPending) once the mutation applies or ends.
+	CancelUpdate = "cancel"
+)
+
+// States of a mutation with a NotBefore, reported in Status.State.
+const (
+	// StateScheduled: waiting on its durable timer until NotBefore.
+	StateScheduled = "scheduled"
+	// StateCancelled: cancelled while scheduled; it never committed.
+	StateCancelled = "cancelled"
+	// StateApplying: the time came; the commit runs as for any mutation.
+	StateApplying = "applying"
+)
+
+// ErrTypeNotPending is the error type of a cancel sent to a mutation that
+// is no longer scheduled, and of the commit update of a cancelled one.
+const (
+	ErrTypeNotPending = "MutationNotPending"
+	ErrTypeCancelled  = "MutationCancelled"
 )
 
 // Step states reported by the status query.
@@ -44,6 +64,9 @@ type MutationInput struct {
 	// RequestHash fingerprints the request (RequestHash), so the API can
 	// refuse the same Idempotency-Key sent with another request.
 	RequestHash string `json:"request_hash,omitempty"`
+	// NotBefore, when later than the workflow's start, holds the commit
+	// back until then on a durable timer (a scheduled write).
+	NotBefore *time.Time `json:"not_before,omitempty"`
 }
 
 // Steps is where each step of a mutation stands.
@@ -65,6 +88,9 @@ type Status struct {
 	Error       string `json:"error,omitempty"`
 	ErrorType   string `json:"error_type,omitempty"`
 	RequestHash string `json:"request_hash,omitempty"`
+	// State and NotBefore are set for a scheduled mutation only.
+	State     string     `json:"state,omitempty"`
+	NotBefore *time.Time `json:"not_before,omitempty"`
 }
 
 // CommitOutput is what the commit update returns to the API.
@@ -116,6 +142,8 @@ type mutation struct {
 	status    Status
 	committed bool
 	commitErr error
+	// cancelled is set by the cancel update while the mutation waits.
+	cancelled bool
 }
 
 func (m *mutation) run(ctx workflow.Context) (Status, error) {
@@ -124,6 +152,16 @@ func (m *mutation) run(ctx workflow.Context) (Status, error) {
 	}
 	if err := workflow.SetUpdateHandler(ctx, CommitUpdate, m.awaitCommit); err != nil {
 		return m.status, err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, CancelUpdate, m.cancel,
+		workflow.UpdateHandlerOptions{Validator: m.validateCancel}); err != nil {
+		return m.status, err
+	}
+	if cancelled, err := m.wait(ctx); err != nil || cancelled {
+		if err != nil {
+			return m.status, err
+		}
+		return m.finish(ctx)
 	}
 
 	res, err := m.commit(ctx)
@@ -142,10 +180,52 @@ func (m *mutation) run(ctx workflow.Context) (Status, error) {
 	return m.finish(ctx)
 }
 
-// awaitCommit is the commit update: it returns once the commit is decided.
+// wait holds a scheduled mutation back until its NotBefore on a durable
+// timer, or until the cancel update; it reports whether it was cancelled.
+// A mutation without a NotBefore (or one already due) adds no command, so
+// histories recorded before scheduled writes replay unchanged.
+func (m *mutation) wait(ctx workflow.Context) (bool, error) {
+	nb := m.in.NotBefore
+	if nb == nil || !nb.After(workflow.Now(ctx)) {
+		return false, nil
+	}
+	m.status.State, m.status.NotBefore = StateScheduled, nb
+	if _, err := workflow.AwaitWithTimeout(ctx, nb.Sub(workflow.Now(ctx)), func() bool { return m.cancelled }); err != nil {
+		return false, err
+	}
+	if m.cancelled {
+		return true, nil
+	}
+	m.status.State = StateApplying
+	return false, nil
+}
+
+// validateCancel accepts a cancel only while the mutation is scheduled;
+// a rejected update adds nothing to the history.
+func (m *mutation) validateCancel() error {
+	if m.status.State != StateScheduled {
+		return temporal.NewNonRetryableApplicationError("the mutation is not scheduled: it has applied or ended", ErrTypeNotPending, nil)
+	}
+	return nil
+}
+
+// cancel is the cancel update: the scheduled mutation ends without
+// committing.
+func (m *mutation) cancel(workflow.Context) (Status, error) {
+	m.cancelled = true
+	m.status.State = StateCancelled
+	m.status.Steps = Steps{StepSkipped, StepSkipped, StepSkipped, StepSkipped}
+	return m.status, nil
+}
+
+// awaitCommit is the commit update: it returns once the commit is decided
+// (or the scheduled mutation was cancelled).
 func (m *mutation) awaitCommit(ctx workflow.Context) (CommitOutput, error) {
-	if err := workflow.Await(ctx, func() bool { return m.committed }); err != nil {
+	if err := workflow.Await(ctx, func() bool { return m.committed || m.cancelled }); err != nil {
 		return CommitOutput{}, err
+	}
+	if m.cancelled {
+		return CommitOutput{}, temporal.NewNonRetryableApplicationError("the scheduled mutation was cancelled", ErrTypeCancelled, nil)
 	}
 	if m.commitErr != nil {
 		return CommitOutput{}, m.commitErr
