@@ -170,8 +170,10 @@ func (s *Server) runID(ctx context.Context, wfID string) string {
 }
 
 // mutate runs m as a RouteMutation workflow with update-with-start and
-// answers once the commit is decided, or 202 after the ack timeout.
-func (s *Server) mutate(c *gin.Context, m routes.Mutation) {
+// answers once the commit is decided, or 202 after the ack timeout. A
+// write with a not_before (nb) answers 202 scheduled as soon as its
+// workflow has started; nb is nil for "apply now".
+func (s *Server) mutate(c *gin.Context, m routes.Mutation, nb *notBefore) {
 	if err := m.Validate(); err != nil {
 		s.fail(c, string(m.Action), err)
 		return
@@ -183,7 +185,11 @@ func (s *Server) mutate(c *gin.Context, m routes.Mutation) {
 		commit: func(ctx context.Context, wfID string) (int, any, error) {
 			in := workflows.MutationInput{
 				Mutation: m, EventID: workflows.EventIDFor(wfID), Principal: PrincipalName(c),
-				RequestHash: workflows.RequestHash(m),
+				RequestHash: nb.requestHash(m),
+			}
+			if nb.scheduled() {
+				in.NotBefore = &nb.at
+				return s.schedule(ctx, c, wfID, in)
 			}
 			resp, err := s.execute(ctx, wfID, in)
 			return mutationStatusCode(m.Action, resp.Changed), resp, err
@@ -326,6 +332,9 @@ func (s *Server) finished(ctx context.Context, wfID, requestHash string) (mutati
 	if st.ErrorType != "" {
 		return mutationResponse{}, rejection(st.ErrorType, st.Error)
 	}
+	if st.State == workflows.StateCancelled {
+		return mutationResponse{}, Conflict("the mutation with this Idempotency-Key was cancelled; send a new key")
+	}
 	if st.Result == nil {
 		return mutationResponse{}, errors.New("finished mutation has no result")
 	}
@@ -448,6 +457,7 @@ type mutationStatus struct {
 	Changed    *bool           `json:"changed,omitempty"`
 	EventID    string          `json:"event_id,omitempty"`
 	Steps      workflows.Steps `json:"steps"`
+	NotBefore  *time.Time      `json:"not_before,omitempty"`
 	Error      *statusError    `json:"error,omitempty"`
 	// Hint says how to move a mutation on that did not complete.
 	Hint string `json:"hint,omitempty"`
@@ -491,6 +501,8 @@ func (s *Server) getMutation(c *gin.Context) {
 			out.Route, out.Changed = st.Result.Route, &st.Result.Changed
 		}
 		out.Error = statusErrorOf(st.ErrorType, st.Error)
+		out.NotBefore = st.NotBefore
+		out.Status = scheduledStatus(out.Status, st.State)
 	} else {
 		out.Action = routes.Action(parts[5])
 		out.Route = routes.Key{Tenant: parts[1], Service: parts[2], Env: parts[3], Version: parts[4]}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -28,18 +29,28 @@ type createRequest struct {
 	Active    *bool  `json:"active"`
 }
 
+// createRouteRequest is POST /routes's body: a create and, unlike a
+// batch's routes, an optional not_before.
+type createRouteRequest struct {
+	createRequest
+	NotBefore string `json:"not_before"`
+}
+
 type updateRequest struct {
 	URL       string `json:"url"`
 	ChangedBy string `json:"changed_by"`
+	NotBefore string `json:"not_before"`
 }
 
 type stateRequest struct {
 	ChangedBy string `json:"changed_by"`
+	NotBefore string `json:"not_before"`
 }
 
 type rollbackRequest struct {
 	Revision  int64  `json:"revision"`
 	ChangedBy string `json:"changed_by"`
+	NotBefore string `json:"not_before"`
 }
 
 // decodeJSON reads a JSON body of at most maxBody bytes into v, rejecting
@@ -136,12 +147,17 @@ func PrincipalName(c *gin.Context) string {
 }
 
 func (s *Server) createRoute(c *gin.Context) {
-	var req createRequest
-	if err := decodeJSON(c, &req, false); err != nil {
+	var req createRouteRequest
+	err := decodeJSON(c, &req, false)
+	var nb *notBefore
+	if err == nil {
+		nb, err = parseNotBefore(req.NotBefore, time.Now())
+	}
+	if err != nil {
 		s.fail(c, string(routes.ActionCreated), err)
 		return
 	}
-	s.mutate(c, req.mutation(c, ""))
+	s.mutate(c, req.mutation(c, ""), nb)
 }
 
 // mutation is the create req asks for: active unless it says otherwise,
@@ -171,11 +187,15 @@ func (s *Server) updateRoute(c *gin.Context) {
 	if err == nil {
 		err = decodeJSON(c, &req, false)
 	}
+	var nb *notBefore
+	if err == nil {
+		nb, err = parseNotBefore(req.NotBefore, time.Now())
+	}
 	if err != nil {
 		s.fail(c, string(routes.ActionUpdated), err)
 		return
 	}
-	s.mutate(c, routes.Mutation{Action: routes.ActionUpdated, Key: k, URL: req.URL, ChangedBy: changedBy(c, req.ChangedBy), IfRevision: ifRev})
+	s.mutate(c, routes.Mutation{Action: routes.ActionUpdated, Key: k, URL: req.URL, ChangedBy: changedBy(c, req.ChangedBy), IfRevision: ifRev}, nb)
 }
 
 func (s *Server) activateRoute(c *gin.Context)   { s.setState(c, routes.ActionActivated) }
@@ -191,11 +211,15 @@ func (s *Server) setState(c *gin.Context, action routes.Action) {
 	if err == nil {
 		err = decodeJSON(c, &req, true)
 	}
+	var nb *notBefore
+	if err == nil {
+		nb, err = parseNotBefore(req.NotBefore, time.Now())
+	}
 	if err != nil {
 		s.fail(c, string(action), err)
 		return
 	}
-	s.mutate(c, routes.Mutation{Action: action, Key: k, ChangedBy: changedBy(c, req.ChangedBy), IfRevision: ifRev})
+	s.mutate(c, routes.Mutation{Action: action, Key: k, ChangedBy: changedBy(c, req.ChangedBy), IfRevision: ifRev}, nb)
 }
 
 // rollbackRoute restores the url and active state of an earlier revision
@@ -214,12 +238,16 @@ func (s *Server) rollbackRoute(c *gin.Context) {
 	if err == nil && req.Revision < 1 {
 		err = InvalidArgument("revision must be a revision of the route (1 or more)")
 	}
+	var nb *notBefore
+	if err == nil {
+		nb, err = parseNotBefore(req.NotBefore, time.Now())
+	}
 	if err != nil {
 		s.fail(c, action, err)
 		return
 	}
 	s.mutate(c, routes.Mutation{Action: routes.ActionRolledBack, Key: k, RollbackTo: req.Revision,
-		ChangedBy: changedBy(c, req.ChangedBy), IfRevision: ifRev})
+		ChangedBy: changedBy(c, req.ChangedBy), IfRevision: ifRev}, nb)
 }
 
 // ifMatch reads the If-Match header: the revision the route must have for

@@ -169,6 +169,7 @@ func (s *Server) Handler() http.Handler {
 	v1.POST("/routes/:tenant/:service/:env/:version/deactivate", s.deactivateRoute)
 	v1.POST("/routes/:tenant/:service/:env/:version/rollback", s.rollbackRoute)
 	v1.GET("/mutations/*id", s.getMutation)
+	v1.POST("/mutations/*id", s.cancelMutation)
 	RegisterAudit(v1, s.o.Audit, s.log)
 	return r
 }
