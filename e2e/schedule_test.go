@@ -1,0 +1,89 @@
+package e2e
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/trafficmanager/trafficmanager/internal/testenv"
+	"github.com/trafficmanager/trafficmanager/routes"
+)
+
+// fromNow returns an RFC 3339 time d from now.
+func fromNow(d time.Duration) string { return time.Now().Add(d).UTC().Format(time.RFC3339Nano) }
+
+// A write scheduled 2 s ahead answers 202 scheduled at once, leaves the
+// route as it is until then, then applies with one event and one audit
+// document; a cancel after it applied is 409 mutation_not_pending.
+func TestAScheduledWriteAppliesAtItsTime(t *testing.T) {
+	t.Parallel()
+	p := startPlatform(t, 10*time.Second)
+	k := routes.Key{Tenant: testenv.Name(t, "team"), Service: "payments", Env: "prod", Version: "v1"}
+	create(t, p, k, "https://a.example", true)
+
+	res := p.do(t, "PUT", routePath(k), map[string]any{"url": "https://b.example", "not_before": fromNow(2 * time.Second)})
+	require.Equal(t, http.StatusAccepted, res.Status, res.Raw)
+	require.Equal(t, "scheduled", res.Body["status"])
+	require.NotEmpty(t, res.Body["not_before"])
+	wfID := res.Body["workflow_id"].(string)
+
+	st := p.do(t, "GET", "/api/v1/mutations/"+wfID, nil)
+	require.Equal(t, "scheduled", st.Body["status"], st.Raw)
+	require.NotEmpty(t, st.Body["not_before"], st.Raw)
+	require.Equal(t, "https://a.example", p.do(t, "GET", routePath(k), nil).Body["url"], "unchanged before its time")
+
+	done := awaitCompleted(t, p, wfID, "")
+	require.Equal(t, "done", done.Body["steps"].(map[string]any)["committed"], done.Raw)
+	require.Equal(t, "https://b.example", p.do(t, "GET", routePath(k), nil).Body["url"])
+	evs := p.eventsFor(t, k)
+	require.Len(t, evs, 2, "the create's event and the scheduled update's")
+	require.Equal(t, done.Body["event_id"], evs[1].EventID)
+	require.EqualValues(t, 1, p.auditDocs(t, evs[1].EventID))
+
+	late := p.do(t, "POST", "/api/v1/mutations/"+wfID+"/cancel", nil)
+	require.Equal(t, http.StatusConflict, late.Status, late.Raw)
+	require.Equal(t, "mutation_not_pending", late.Body["error"].(map[string]any)["code"])
+}
+
+// A scheduled write cancelled before its time never changes the route.
+func TestACancelledScheduledWriteNeverApplies(t *testing.T) {
+	t.Parallel()
+	p := startPlatform(t, 10*time.Second)
+	k := routes.Key{Tenant: testenv.Name(t, "team"), Service: "payments", Env: "prod", Version: "v1"}
+	create(t, p, k, "https://a.example", true)
+
+	res := p.do(t, "POST", routePath(k)+"/deactivate", map[string]any{"not_before": fromNow(2 * time.Second)})
+	require.Equal(t, http.StatusAccepted, res.Status, res.Raw)
+	wfID := res.Body["workflow_id"].(string)
+
+	cancelled := p.do(t, "POST", "/api/v1/mutations/"+wfID+"/cancel", nil)
+	require.Equal(t, http.StatusOK, cancelled.Status, cancelled.Raw)
+	require.Equal(t, "cancelled", cancelled.Body["status"])
+	require.Equal(t, "skipped", cancelled.Body["steps"].(map[string]any)["committed"])
+
+	time.Sleep(3 * time.Second) // past its time
+	got := p.do(t, "GET", routePath(k), nil)
+	require.Equal(t, true, got.Body["is_active"], got.Raw)
+	require.EqualValues(t, 1, got.Body["revision"])
+	require.Len(t, p.eventsFor(t, k), 1, "only the create's event")
+	st := p.do(t, "GET", "/api/v1/mutations/"+wfID, nil)
+	require.Equal(t, "cancelled", st.Body["status"], st.Raw)
+	again := p.do(t, "POST", "/api/v1/mutations/"+wfID+"/cancel", nil)
+	require.Equal(t, http.StatusConflict, again.Status, again.Raw)
+}
+
+// A bad not_before is refused at once.
+func TestABadNotBeforeIs400(t *testing.T) {
+	t.Parallel()
+	p := startPlatform(t, 10*time.Second)
+	k := routes.Key{Tenant: testenv.Name(t, "team"), Service: "payments", Env: "prod", Version: "v1"}
+	for _, nb := range []string{"tomorrow", fromNow(91 * 24 * time.Hour)} {
+		res := p.do(t, "POST", "/api/v1/routes", map[string]any{
+			"tenant": k.Tenant, "service": k.Service, "env": k.Env, "version": k.Version, "url": "https://a.example", "not_before": nb,
+		})
+		require.Equal(t, http.StatusBadRequest, res.Status, res.Raw)
+		require.Contains(t, res.Body["error"].(map[string]any)["message"], "not_before")
+	}
+}
