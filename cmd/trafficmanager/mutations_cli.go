@@ -112,7 +112,27 @@ func newMutationsCmd() *cobra.Command {
 		out := map[string]string{"workflow_id": args[0], "run_id": runID, "status": "running"}
 		return cf.print(c.OutOrStdout(), out, []string{"WORKFLOW", "NEW RUN", "STATUS"}, [][]string{{args[0], runID, "running"}})
 	}}
-	cmd.AddCommand(status, failed, retry)
+	cancel := &cobra.Command{Use: "cancel <workflow_id>", Short: "Cancel a scheduled write (--not-before) before it applies", Args: cobra.ExactArgs(1), RunE: func(c *cobra.Command, args []string) error {
+		if err := cf.validate(); err != nil {
+			return err
+		}
+		var out struct {
+			WorkflowID string `json:"workflow_id"`
+			Status     string `json:"status"`
+			Action     string `json:"action"`
+			NotBefore  string `json:"not_before"`
+		}
+		var raw json.RawMessage
+		if _, err := cf.call(c.Context(), "POST", "/api/v1/mutations/"+escapeWorkflowID(args[0])+"/cancel", nil, nil, &raw); err != nil {
+			return err
+		}
+		if err := json.Unmarshal(raw, &out); err != nil {
+			return fmt.Errorf("decoding the answer: %w", err)
+		}
+		return cf.print(c.OutOrStdout(), raw, []string{"WORKFLOW", "STATUS", "ACTION", "NOT BEFORE"},
+			[][]string{{out.WorkflowID, out.Status, out.Action, out.NotBefore}})
+	}}
+	cmd.AddCommand(status, failed, retry, cancel)
 	return cmd
 }
 

@@ -17,7 +17,20 @@ type mutationAnswer struct {
 	EventID    string       `json:"event_id"`
 	WorkflowID string       `json:"workflow_id"`
 	RunID      string       `json:"run_id"`
-	Status     string       `json:"status"` // "pending" on 202
+	Status     string       `json:"status"` // "pending" or "scheduled" on 202
+	NotBefore  string       `json:"not_before,omitempty"`
+}
+
+// notBeforeValue turns --not-before into the body's not_before: an RFC 3339
+// time as is, or a duration ("2h") from now.
+func notBeforeValue(v string, now time.Time) (string, error) {
+	if _, err := time.Parse(time.RFC3339, v); err == nil {
+		return v, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil && d > 0 {
+		return now.Add(d).UTC().Format(time.RFC3339), nil
+	}
+	return "", usageErr("--not-before must be an RFC 3339 time (2026-12-01T09:00:00Z) or a duration from now (2h)")
 }
 
 func routeRow(r routes.Route) []string {
@@ -32,7 +45,7 @@ func newRoutesCmd() *cobra.Command {
 	cf.register(cmd)
 
 	var k routes.Key
-	var u, changedBy, idemKey, ifMatch string
+	var u, changedBy, idemKey, ifMatch, notBefore string
 	var inactive bool
 	keyFlags := func(c *cobra.Command, withURL bool) {
 		c.Flags().StringVar(&k.Tenant, "tenant", "", "tenant")
@@ -55,12 +68,22 @@ func newRoutesCmd() *cobra.Command {
 		if changedBy != "" {
 			body["changed_by"] = changedBy
 		}
+		if notBefore != "" {
+			v, err := notBeforeValue(notBefore, time.Now())
+			if err != nil {
+				return err
+			}
+			body["not_before"] = v
+		}
 		var out mutationAnswer
 		status, err := cf.callWithHeaders(c.Context(), method, p, body, &out, "Idempotency-Key", idemKey, "If-Match", ifMatch)
 		if err != nil {
 			return err
 		}
 		if status == 202 {
+			if out.Status == "scheduled" {
+				return cf.print(c.OutOrStdout(), out, []string{"STATUS", "NOT BEFORE", "WORKFLOW"}, [][]string{{out.Status, out.NotBefore, out.WorkflowID}})
+			}
 			return cf.print(c.OutOrStdout(), out, []string{"STATUS", "WORKFLOW"}, [][]string{{"pending", out.WorkflowID}})
 		}
 		return cf.print(c.OutOrStdout(), out,
@@ -99,6 +122,9 @@ func newRoutesCmd() *cobra.Command {
 	rollback.Flags().Int64Var(&to, "to", 0, "the revision to restore")
 	for _, w := range []*cobra.Command{update, activate, deactivate, rollback} {
 		w.Flags().StringVar(&ifMatch, "if-match", "", "apply only if the route is at this revision (its ETag)")
+	}
+	for _, w := range []*cobra.Command{create, update, activate, deactivate, rollback} {
+		w.Flags().StringVar(&notBefore, "not-before", "", "apply at this time (RFC 3339, or a duration from now such as 2h); `mutations cancel` cancels it until then")
 	}
 
 	get := &cobra.Command{Use: "get", Short: "Show one route (active or not)", Args: cobra.NoArgs, RunE: func(c *cobra.Command, _ []string) error {
