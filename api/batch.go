@@ -98,7 +98,7 @@ func (s *Server) recordedBatch(ctx context.Context, wfID, tenant string, n int) 
 	res := make([]routes.Result, n)
 	for _, rec := range recs {
 		if rec.Err != nil {
-			return 0, recordedRejection(rec.Err), true, nil
+			return 0, rec.Err, true, nil
 		}
 		res[at[rec.EventID]] = rec.Result
 	}
@@ -200,12 +200,7 @@ func (s *Server) batchStatus(ctx context.Context, wfID, tenant string, info *wor
 		// A batch commits all or nothing: its first route's record says
 		// whether it has.
 		if rec, ok := s.recordedCommit(ctx, workflows.BatchEventID(workflows.EventIDFor(wfID), 0)); ok {
-			out.Steps.Committed = workflows.StepDone
-			if rec.Err != nil {
-				e := ToError(recordedRejection(rec.Err))
-				out.Steps = workflows.Steps{Committed: workflows.StepRejected, Invalidated: workflows.StepSkipped, Published: workflows.StepSkipped, Audited: workflows.StepSkipped}
-				out.Error = &statusError{Code: e.Code, Message: e.Message}
-			}
+			out.Error = recordedSteps(rec, &out.Steps)
 		}
 	}
 	out.Hint = retryHint(info.GetStatus(), wfID)

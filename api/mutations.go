@@ -201,7 +201,7 @@ func (s *Server) mutate(c *gin.Context, m routes.Mutation, nb *notBefore) {
 			}
 			rec := recs[0]
 			if rec.Err != nil {
-				return 0, recordedRejection(rec.Err), true, nil
+				return 0, rec.Err, true, nil
 			}
 			resp := mutationResponse{
 				Route: rec.Result.Route, Action: m.Action, Changed: rec.Result.Changed,
@@ -218,24 +218,6 @@ func mutationStatusCode(action routes.Action, changed bool) int {
 		return http.StatusCreated
 	}
 	return http.StatusOK
-}
-
-// recordedRejection is the API error of a rejection the ledger recorded.
-func recordedRejection(err error) error {
-	var ce *routes.ConflictError
-	var pe *routes.PreconditionError
-	var inv *routes.InvalidError
-	switch {
-	case errors.As(err, &ce):
-		return Conflict(ce.Reason)
-	case errors.As(err, &pe):
-		return PreconditionFailed(pe.Reason)
-	case errors.As(err, &inv):
-		return InvalidArgument(inv.Error())
-	case errors.Is(err, routes.ErrNotFound):
-		return RouteNotFound("route not found")
-	}
-	return err
 }
 
 // errKeyReused answers a repeated Idempotency-Key whose request differs
@@ -525,17 +507,25 @@ func (s *Server) committedFromLedger(ctx context.Context, wfID string, out *muta
 		return
 	}
 	out.EventID = rec.EventID
-	if rec.Err != nil {
-		e := ToError(recordedRejection(rec.Err))
-		out.Steps = workflows.Steps{Committed: workflows.StepRejected, Invalidated: workflows.StepSkipped, Published: workflows.StepSkipped, Audited: workflows.StepSkipped}
-		out.Error = &statusError{Code: e.Code, Message: e.Message}
+	if out.Error = recordedSteps(rec, &out.Steps); out.Error != nil {
 		return
 	}
-	out.Steps.Committed = workflows.StepDone
 	out.Route, out.Changed = rec.Result.Route, &rec.Result.Changed
 	if !rec.Result.Changed {
 		out.Steps.Invalidated, out.Steps.Published, out.Steps.Audited = workflows.StepSkipped, workflows.StepSkipped, workflows.StepSkipped
 	}
+}
+
+// recordedSteps sets steps from a ledger record: committed done, or, for a
+// recorded rejection, the rejected steps and the rejection's error.
+func recordedSteps(rec routes.Recorded, steps *workflows.Steps) *statusError {
+	if rec.Err == nil {
+		steps.Committed = workflows.StepDone
+		return nil
+	}
+	*steps = workflows.RejectedSteps
+	e := ToError(rec.Err)
+	return &statusError{Code: e.Code, Message: e.Message}
 }
 
 // recordedCommit returns the ledger's record of eventID, if any.

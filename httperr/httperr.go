@@ -102,11 +102,17 @@ func (e *RetryLater) Unwrap() []error { return []error{e.Err, e.Cause} }
 func From(err error) *Error {
 	var apiErr *Error
 	var inv *routes.InvalidError
+	var conflict *routes.ConflictError
+	var precondition *routes.PreconditionError
 	switch {
 	case errors.As(err, &apiErr):
 		return apiErr
 	case errors.As(err, &inv):
 		return InvalidArgument(inv.Error())
+	case errors.As(err, &conflict):
+		return Conflict(conflict.Reason) // it names the route in a batch
+	case errors.As(err, &precondition):
+		return PreconditionFailed(precondition.Reason)
 	case errors.Is(err, routes.ErrInvalid):
 		return InvalidArgument("invalid argument")
 	case errors.Is(err, routes.ErrNotFound):

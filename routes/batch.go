@@ -330,13 +330,9 @@ func recordBatchRejection(ctx context.Context, tx pgx.Tx, ms []Mutation, rejecti
 	for i, m := range ms {
 		eventIDs[i], services[i], envs[i], versions[i], changedBy[i] = m.EventID, m.Key.Service, m.Key.Env, m.Key.Version, m.ChangedBy
 	}
-	msg := rejection.Error()
-	var ce *ConflictError
-	if errors.As(rejection, &ce) {
-		msg = ce.Reason
-	}
+	errType, msg := rejectionFields(rejection)
 	_, err := tx.Exec(ctx, batchRejectionSQL, ms[0].Key.Tenant, eventIDs, services, envs, versions, changedBy,
-		rejectConflict, msg, ms[0].WorkflowID)
+		errType, msg, ms[0].WorkflowID)
 	return err
 }
 

@@ -125,7 +125,7 @@ func (s *Store) Recorded(ctx context.Context, eventIDs ...string) ([]Recorded, e
 	return out, nil
 }
 
-// ledgerInsertSQL records one mutation. Its columns match appendLedger's.
+// ledgerInsertSQL records one mutation.
 const ledgerInsertSQL = `INSERT INTO route_ledger (event_id, endpoint_id, tenant, service, env, version, outcome, action,
 	revision, url, is_active, previous_url, previous_state, changed_by, workflow_id, error_type, error_message, occurred_at)
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, coalesce($18, now()))`
@@ -141,27 +141,27 @@ func recordUnchanged(ctx context.Context, tx pgx.Tx, m Mutation, endpointID int6
 // recordRejection records that m was rejected (route not found, or a
 // conflict), so a re-run is rejected the same way whatever changed since.
 func recordRejection(ctx context.Context, tx pgx.Tx, m Mutation, endpointID *int64, rejection error) error {
-	errType, msg := rejectNotFound, rejection.Error()
-	var ce *ConflictError
-	var pe *PreconditionError
-	var inv *InvalidError
-	switch {
-	case errors.As(rejection, &ce):
-		errType, msg = rejectConflict, ce.Reason
-	case errors.As(rejection, &pe):
-		errType, msg = rejectPrecondition, pe.Reason
-	case errors.As(rejection, &inv):
-		errType, msg = rejectInvalid, inv.Field+": "+inv.Reason
-	}
+	errType, msg := rejectionFields(rejection)
 	_, err := tx.Exec(ctx, ledgerInsertSQL, m.EventID, endpointID, m.Key.Tenant, m.Key.Service, m.Key.Env, m.Key.Version,
 		OutcomeRejected, m.Action, 0, "", false, "", "", m.ChangedBy, m.WorkflowID, errType, msg, nil)
 	return err
 }
 
-// isRejection reports whether err is a decided answer about a mutation that
-// the ledger records (not found, conflict, precondition failed).
-func isRejection(err error) bool {
-	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) || errors.Is(err, ErrPreconditionFailed)
+// rejectionFields is how the ledger stores a rejection (recordedError reads
+// it back): its error type and message.
+func rejectionFields(rejection error) (errType, msg string) {
+	var ce *ConflictError
+	var pe *PreconditionError
+	var inv *InvalidError
+	switch {
+	case errors.As(rejection, &ce):
+		return rejectConflict, ce.Reason
+	case errors.As(rejection, &pe):
+		return rejectPrecondition, pe.Reason
+	case errors.As(rejection, &inv):
+		return rejectInvalid, inv.Field + ": " + inv.Reason
+	}
+	return rejectNotFound, rejection.Error()
 }
 
 // errRerunRace says another run of the same mutation committed while this

@@ -130,7 +130,7 @@ func (b *batch) run(ctx workflow.Context) (BatchStatus, error) {
 	err := commitUntilDecided(ctx, a.CommitBatch, ms, &res)
 	b.committed, b.commitErr = true, err
 	if err != nil {
-		b.status.Steps = Steps{StepRejected, StepSkipped, StepSkipped, StepSkipped}
+		b.status.Steps = RejectedSteps
 		b.status.Error, b.status.ErrorType = rejectionOf(err)
 		return b.finish(ctx)
 	}

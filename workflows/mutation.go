@@ -69,6 +69,9 @@ type MutationInput struct {
 	NotBefore *time.Time `json:"not_before,omitempty"`
 }
 
+// RejectedSteps are the steps of a mutation whose commit was rejected.
+var RejectedSteps = Steps{StepRejected, StepSkipped, StepSkipped, StepSkipped}
+
 // Steps is where each step of a mutation stands.
 type Steps struct {
 	Committed   string `json:"committed"`
@@ -325,7 +328,7 @@ func isRejection(err error) bool {
 // reject records a permanent commit failure. The workflow then completes:
 // a rejected mutation is answered (4xx), not an operational failure to retry.
 func (m *mutation) reject(err error) {
-	m.status.Steps = Steps{StepRejected, StepSkipped, StepSkipped, StepSkipped}
+	m.status.Steps = RejectedSteps
 	m.status.Error, m.status.ErrorType = rejectionOf(err)
 }
 
