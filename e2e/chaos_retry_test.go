@@ -10,18 +10,13 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
-	"go.uber.org/zap/zaptest"
 
-	"github.com/trafficmanager/trafficmanager/activities"
 	"github.com/trafficmanager/trafficmanager/audit"
-	"github.com/trafficmanager/trafficmanager/cache"
 	"github.com/trafficmanager/trafficmanager/consistency"
-	"github.com/trafficmanager/trafficmanager/events"
 	"github.com/trafficmanager/trafficmanager/internal/devstack"
 	"github.com/trafficmanager/trafficmanager/internal/testenv"
 	"github.com/trafficmanager/trafficmanager/mutations"
 	"github.com/trafficmanager/trafficmanager/routes"
-	"github.com/trafficmanager/trafficmanager/worker"
 )
 
 // startBrokenWorker starts an in-process worker on p's queue that commits
@@ -34,25 +29,11 @@ func startBrokenWorker(t *testing.T, p *retryPlatform) stopWorker {
 	require.NoError(t, err)
 	mport, err := devstack.FreePort()
 	require.NoError(t, err)
-	pub := events.NewPublisher([]string{"127.0.0.1:" + strconv.Itoa(kport)}, topic)
-	t.Cleanup(func() { pub.Close() })
 	mc, err := mongo.Connect(options.Client().ApplyURI("mongodb://127.0.0.1:" + strconv.Itoa(mport) + "/").
 		SetServerSelectionTimeout(300 * time.Millisecond).SetTimeout(time.Second))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = mc.Disconnect(context.Background()) })
-	acts := &activities.Activities{
-		Routes: routes.NewStore(p.pool), Cache: cache.NewRedis(p.rdb, time.Minute),
-		Events: pub, AuditLog: audit.NewStore(mc.Database("nowhere")), Log: zaptest.NewLogger(t),
-	}
-	w := worker.New(p.tc, p.queue, acts, worker.Options{StopTimeout: 5 * time.Second})
-	require.NoError(t, w.Start())
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			w.Stop()
-		}
-	})
-	return stopWorker{w, &stopped}
+	return p.startWorkerWith(t, []string{"127.0.0.1:" + strconv.Itoa(kport)}, audit.NewStore(mc.Database("nowhere")))
 }
 
 func routePath(k routes.Key) string {

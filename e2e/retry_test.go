@@ -47,11 +47,18 @@ func startRetryPlatform(t *testing.T) *retryPlatform {
 // brokers; the caller stops it (it is also stopped at the end of the test).
 func (p *retryPlatform) startWorker(t *testing.T, brokers []string) sdkworker.Worker {
 	t.Helper()
+	return p.startWorkerWith(t, brokers, p.audit)
+}
+
+// startWorkerWith is startWorker with the audit store of the caller's
+// choice.
+func (p *retryPlatform) startWorkerWith(t *testing.T, brokers []string, auditLog activities.AuditWriter) stopWorker {
+	t.Helper()
 	pub := events.NewPublisher(brokers, topic)
 	t.Cleanup(func() { pub.Close() })
 	acts := &activities.Activities{
 		Routes: routes.NewStore(p.pool), Cache: cache.NewRedis(p.rdb, time.Minute),
-		Events: pub, AuditLog: p.audit, Log: zaptest.NewLogger(t),
+		Events: pub, AuditLog: auditLog, Log: zaptest.NewLogger(t),
 	}
 	w := worker.New(p.tc, p.queue, acts, worker.Options{StopTimeout: 5 * time.Second})
 	require.NoError(t, w.Start())
