@@ -5,23 +5,16 @@ import (
 	"fmt"
 	"math/rand"
 	"net/http"
-	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/trafficmanager/trafficmanager/audit"
-	"github.com/trafficmanager/trafficmanager/cache"
 	"github.com/trafficmanager/trafficmanager/internal/devstack"
 	"github.com/trafficmanager/trafficmanager/internal/testenv"
-	"github.com/trafficmanager/trafficmanager/observability"
-	"github.com/trafficmanager/trafficmanager/resolver"
 	"github.com/trafficmanager/trafficmanager/routes"
 )
 
@@ -99,26 +92,7 @@ func (s *chaosStack) startMongo() {
 
 // resolverServer serves a resolver reading the stack's Postgres and Redis
 // and consuming its events; it stops with the test.
-func (s *chaosStack) resolverServer() string {
-	t := s.t
-	res, err := resolver.New(resolver.Options{Store: routes.NewStore(s.p.pool), Redis: cache.NewRedis(s.p.rdb, time.Minute),
-		PositiveTTL: time.Minute, NegativeTTL: 10 * time.Second, Logger: zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan struct{})
-	var once sync.Once
-	go func() { _ = res.ConsumeEvents(ctx, s.kf.Brokers, topic, func() { once.Do(func() { close(ready) }) }) }()
-	t.Cleanup(cancel)
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		t.Fatal("resolver did not subscribe to the events")
-	}
-	res.MarkReady()
-	srv := httptest.NewServer(res.Handler(observability.NewRegistry()))
-	t.Cleanup(srv.Close)
-	return srv.URL
-}
+func (s *chaosStack) resolverServer() string { return startResolver(s.t, s.p) }
 
 // chaosWrite is one write request and its answer.
 type chaosWrite struct {
