@@ -52,6 +52,10 @@ const (
 	ActionActivated   Action = "activated"
 	ActionDeactivated Action = "deactivated"
 	ActionRolledBack  Action = "rolled_back"
+	// ActionReverted restores the state before a time-boxed change
+	// (revert_after); like a rollback it carries RollbackTo, and its
+	// IfRevision is the revision the change produced.
+	ActionReverted Action = "reverted"
 )
 
 // ParseAction returns the action named s, or an invalid-argument error.

@@ -25,6 +25,10 @@ type BatchInput struct {
 	BatchID     string            `json:"batch_id"`
 	Principal   string            `json:"principal,omitempty"`
 	RequestHash string            `json:"request_hash,omitempty"`
+	// NotBefore, Approval and RequestedBy are as in MutationInput.
+	NotBefore   *time.Time `json:"not_before,omitempty"`
+	Approval    *Approval  `json:"approval,omitempty"`
+	RequestedBy *Actor     `json:"requested_by,omitempty"`
 }
 
 // BatchStatus is what the status query and the workflow result of a batch
@@ -43,6 +47,15 @@ type BatchStatus struct {
 	ErrorType string          `json:"error_type,omitempty"`
 	// RequestHash is the input's (see MutationInput).
 	RequestHash string `json:"request_hash,omitempty"`
+	// State, NotBefore, RequestedBy, ApprovedBy, DecidedBy, Comment and
+	// ExpiresAt are as in Status.
+	State       string     `json:"state,omitempty"`
+	NotBefore   *time.Time `json:"not_before,omitempty"`
+	RequestedBy *Actor     `json:"requested_by,omitempty"`
+	ApprovedBy  *Actor     `json:"approved_by,omitempty"`
+	DecidedBy   *Actor     `json:"decided_by,omitempty"`
+	Comment     string     `json:"comment,omitempty"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
 }
 
 // BatchCommitOutput is what the commit update of a batch returns.

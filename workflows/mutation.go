@@ -67,6 +67,16 @@ type MutationInput struct {
 	// NotBefore, when later than the workflow's start, holds the commit
 	// back until then on a durable timer (a scheduled write).
 	NotBefore *time.Time `json:"not_before,omitempty"`
+	// RevertAfter, when set, restores the route's previous state that long
+	// after the change applied: a new revision with action reverted, as a
+	// compare-and-set on the revision the change produced (skipped when
+	// the route changed meanwhile). Never set on a create.
+	RevertAfter time.Duration `json:"revert_after,omitempty"`
+	// Approval, when set, holds the mutation until an approver decides
+	// (ApproveUpdate, RejectUpdate) or Approval.Timeout passes.
+	Approval *Approval `json:"approval,omitempty"`
+	// RequestedBy is the principal that asked for the mutation.
+	RequestedBy *Actor `json:"requested_by,omitempty"`
 }
 
 // RejectedSteps are the steps of a mutation whose commit was rejected.
@@ -94,6 +104,17 @@ type Status struct {
 	// State and NotBefore are set for a scheduled mutation only.
 	State     string     `json:"state,omitempty"`
 	NotBefore *time.Time `json:"not_before,omitempty"`
+	// RequestedBy and ApprovedBy are who asked and who approved (or, with
+	// State StateDenied, rejected: DecidedBy); Comment is the decision's.
+	RequestedBy *Actor `json:"requested_by,omitempty"`
+	ApprovedBy  *Actor `json:"approved_by,omitempty"`
+	DecidedBy   *Actor `json:"decided_by,omitempty"`
+	Comment     string `json:"comment,omitempty"`
+	// ExpiresAt is when an approval wait ends (StateAwaitingApproval).
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// RevertAt and Revert are set for a mutation with a RevertAfter.
+	RevertAt *time.Time `json:"revert_at,omitempty"`
+	Revert   *Revert    `json:"revert,omitempty"`
 }
 
 // CommitOutput is what the commit update returns to the API.

@@ -22,10 +22,16 @@ var (
 	AttrEnv     = temporal.NewSearchAttributeKeyKeyword("TmEnv")
 	AttrVersion = temporal.NewSearchAttributeKeyKeyword("TmVersion")
 	AttrAction  = temporal.NewSearchAttributeKeyKeyword("TmAction")
+	// AttrStatus is where a mutation stands: StateScheduled,
+	// StateAwaitingApproval, StateRunning, StateRevertPending, then
+	// StateCompleted, StateDenied, StateExpired or StateCancelled. The API
+	// sets it at start; the workflow upserts it as it moves on, so the
+	// Temporal UI and GET /api/v1/mutations?status= can filter on it.
+	AttrStatus = temporal.NewSearchAttributeKeyKeyword("TmStatus")
 )
 
 // SearchAttributeNames lists the keyword attributes the namespace needs.
-var SearchAttributeNames = []string{"TmTenant", "TmService", "TmEnv", "TmVersion", "TmAction"}
+var SearchAttributeNames = []string{"TmTenant", "TmService", "TmEnv", "TmVersion", "TmAction", "TmStatus"}
 
 // SearchAttributes returns the attributes of a mutation workflow.
 func SearchAttributes(m routes.Mutation) temporal.SearchAttributes {
@@ -36,6 +42,12 @@ func SearchAttributes(m routes.Mutation) temporal.SearchAttributes {
 		AttrVersion.ValueSet(m.Key.Version),
 		AttrAction.ValueSet(string(m.Action)),
 	)
+}
+
+// RevertEventID returns the event id of the revert of the mutation whose
+// event id is eventID.
+func RevertEventID(eventID string) string {
+	return uuid.NewSHA1(uuid.NameSpaceURL, []byte("trafficmanager:revert:"+eventID)).String()
 }
 
 // WorkflowID returns the readable id of a mutation workflow:
