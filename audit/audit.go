@@ -34,8 +34,12 @@ type Metadata struct {
 	RunID      string `bson:"run_id,omitempty" json:"run_id,omitempty"`
 	Source     string `bson:"source,omitempty" json:"source,omitempty"` // "workflow" or "backfill"
 	Principal  string `bson:"principal,omitempty" json:"principal,omitempty"`
-	// RollbackTo is the revision a rollback restored.
+	// RollbackTo is the revision a rollback or revert restored.
 	RollbackTo int64 `bson:"rollback_to,omitempty" json:"rollback_to,omitempty"`
+	// RequestedBy and ApprovedBy name who asked for the change and who
+	// approved it.
+	RequestedBy string `bson:"requested_by,omitempty" json:"requested_by,omitempty"`
+	ApprovedBy  string `bson:"approved_by,omitempty" json:"approved_by,omitempty"`
 }
 
 // Document is one audit record, in the seed's structure.
@@ -66,13 +70,15 @@ func FromEvent(e events.Event, source string) Document {
 		ChangedBy:     e.ChangedBy,
 		OccurredAt:    e.OccurredAt.UTC(),
 		Metadata: Metadata{
-			Revision:   e.Revision,
-			IsActive:   e.IsActive,
-			WorkflowID: e.WorkflowID,
-			RunID:      e.RunID,
-			Source:     source,
-			Principal:  e.Principal,
-			RollbackTo: e.RollbackTo,
+			Revision:    e.Revision,
+			IsActive:    e.IsActive,
+			WorkflowID:  e.WorkflowID,
+			RunID:       e.RunID,
+			Source:      source,
+			Principal:   e.Principal,
+			RollbackTo:  e.RollbackTo,
+			RequestedBy: e.RequestedBy,
+			ApprovedBy:  e.ApprovedBy,
 		},
 	}
 }

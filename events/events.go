@@ -37,8 +37,13 @@ type Event struct {
 	Principal     string        `json:"principal,omitempty"` // the authenticated token's name
 	WorkflowID    string        `json:"workflow_id,omitempty"`
 	RunID         string        `json:"run_id,omitempty"`
-	// RollbackTo is the revision a rollback restored (rolled_back only).
+	// RollbackTo is the revision a rollback or revert restored (rolled_back,
+	// reverted).
 	RollbackTo int64 `json:"rollback_to,omitempty"`
+	// RequestedBy and ApprovedBy name the principal that asked for the
+	// change and the one that approved it (changes behind an approval).
+	RequestedBy string `json:"requested_by,omitempty"`
+	ApprovedBy  string `json:"approved_by,omitempty"`
 }
 
 // Key returns the key of the changed route.

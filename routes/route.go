@@ -58,13 +58,17 @@ const (
 	ActionReverted Action = "reverted"
 )
 
+// restores reports whether the action restores an earlier revision
+// (RollbackTo): a rollback, or the revert of a time-boxed change.
+func (a Action) restores() bool { return a == ActionRolledBack || a == ActionReverted }
+
 // ParseAction returns the action named s, or an invalid-argument error.
 func ParseAction(s string) (Action, error) {
 	switch a := Action(s); a {
-	case ActionCreated, ActionUpdated, ActionActivated, ActionDeactivated, ActionRolledBack:
+	case ActionCreated, ActionUpdated, ActionActivated, ActionDeactivated, ActionRolledBack, ActionReverted:
 		return a, nil
 	}
-	return "", Invalid("action", "must be one of created, updated, activated, deactivated, rolled_back")
+	return "", Invalid("action", "must be one of created, updated, activated, deactivated, rolled_back, reverted")
 }
 
 // Mutation is one requested change of one route.
@@ -85,7 +89,8 @@ type Mutation struct {
 	// commit's transaction; otherwise the mutation is rejected with
 	// ErrPreconditionFailed and changes nothing.
 	IfRevision int64 `json:"if_revision,omitempty"`
-	// RollbackTo is the revision a rollback restores (rolled_back only).
+	// RollbackTo is the revision a rollback or revert restores (rolled_back
+	// and reverted only).
 	RollbackTo int64 `json:"rollback_to,omitempty"`
 }
 
@@ -102,8 +107,8 @@ func (m Mutation) Validate() error {
 			return err
 		}
 	}
-	if (m.Action == ActionRolledBack) != (m.RollbackTo != 0) || m.RollbackTo < 0 {
-		if m.Action == ActionRolledBack {
+	if m.Action.restores() != (m.RollbackTo != 0) || m.RollbackTo < 0 {
+		if m.Action.restores() {
 			return Invalid("revision", "must be a revision of the route (1 or more)")
 		}
 		return Invalid("rollback_to", "applies only to a rollback")

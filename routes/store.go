@@ -218,7 +218,7 @@ func (s *Store) change(ctx context.Context, m Mutation) (Result, error) {
 			active = true
 		case ActionDeactivated:
 			active = false
-		case ActionRolledBack:
+		case ActionRolledBack, ActionReverted:
 			var found bool
 			url, active, found, err = revisionState(ctx, tx, id, m.RollbackTo)
 			if err != nil {

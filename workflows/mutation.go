@@ -22,8 +22,9 @@ const (
 	CommitUpdate = "commit"
 	// StatusQuery returns the workflow's Status.
 	StatusQuery = "status"
-	// CancelUpdate cancels a scheduled mutation (NotBefore) while it waits;
-	// it is rejected (ErrTypeNotPending) once the mutation applies or ends.
+	// CancelUpdate cancels a mutation while it waits (scheduled, awaiting
+	// approval) or calls off its pending revert; it is rejected
+	// (ErrTypeNotPending) otherwise.
 	CancelUpdate = "cancel"
 )
 
@@ -37,8 +38,9 @@ const (
 	StateApplying = "applying"
 )
 
-// ErrTypeNotPending is the error type of a cancel sent to a mutation that
-// is no longer scheduled, and of the commit update of a cancelled one.
+// ErrTypeNotPending is the error type of a cancel, approve or reject sent
+// to a mutation that no longer waits for it; ErrTypeCancelled that of the
+// commit update of a cancelled one.
 const (
 	ErrTypeNotPending = "MutationNotPending"
 	ErrTypeCancelled  = "MutationCancelled"
@@ -148,7 +150,9 @@ var (
 // RouteMutation applies one route mutation: the Postgres commit first (a
 // local activity whose result the "commit" update returns), then, when the
 // route changed, cache invalidation, event publish and audit insert in
-// parallel, each retried until it succeeds.
+// parallel, each retried until it succeeds. A mutation with an Approval or
+// a NotBefore waits in its gate first; one with a RevertAfter then waits
+// to revert (revert.go).
 func RouteMutation(ctx workflow.Context, in MutationInput) (Status, error) {
 	m := &mutation{in: in, status: Status{
 		Action:  in.Mutation.Action,
@@ -157,6 +161,11 @@ func RouteMutation(ctx workflow.Context, in MutationInput) (Status, error) {
 		Steps:   Steps{StepPending, StepPending, StepPending, StepPending},
 
 		RequestHash: in.RequestHash,
+		RequestedBy: in.RequestedBy,
+	}}
+	m.gate = &gate{notBefore: in.NotBefore, approval: in.Approval, requestedBy: in.RequestedBy, view: gateView{
+		state: &m.status.State, notBefore: &m.status.NotBefore, approvedBy: &m.status.ApprovedBy,
+		decidedBy: &m.status.DecidedBy, comment: &m.status.Comment, expiresAt: &m.status.ExpiresAt, steps: &m.status.Steps,
 	}}
 	return m.run(ctx)
 }
@@ -164,10 +173,11 @@ func RouteMutation(ctx workflow.Context, in MutationInput) (Status, error) {
 type mutation struct {
 	in        MutationInput
 	status    Status
+	gate      *gate
 	committed bool
 	commitErr error
-	// cancelled is set by the cancel update while the mutation waits.
-	cancelled bool
+	// revertCancelled is set by the cancel update while the revert waits.
+	revertCancelled bool
 }
 
 func (m *mutation) run(ctx workflow.Context) (Status, error) {
@@ -181,7 +191,10 @@ func (m *mutation) run(ctx workflow.Context) (Status, error) {
 		workflow.UpdateHandlerOptions{Validator: m.validateCancel}); err != nil {
 		return m.status, err
 	}
-	if cancelled, err := m.wait(ctx); err != nil || cancelled {
+	if err := registerGate(ctx, m.gate, func() Status { return m.status }); err != nil {
+		return m.status, err
+	}
+	if ended, err := m.gate.wait(ctx); err != nil || ended {
 		if err != nil {
 			return m.status, err
 		}
@@ -192,64 +205,62 @@ func (m *mutation) run(ctx workflow.Context) (Status, error) {
 	m.committed, m.commitErr = true, err
 	if err != nil {
 		m.reject(err)
+		m.gate.end(ctx, err)
 		return m.finish(ctx)
 	}
 	m.status.Result = &res
 	m.status.Steps.Committed = StepDone
+	revert := m.in.RevertAfter > 0 && res.Changed && m.in.Mutation.Action != routes.ActionCreated
+	if revert {
+		at := workflow.Now(ctx).Add(m.in.RevertAfter)
+		m.status.RevertAt = &at
+	}
 	if !res.Changed {
 		m.status.Steps.Invalidated, m.status.Steps.Published, m.status.Steps.Audited = StepSkipped, StepSkipped, StepSkipped
+		m.gate.end(ctx, nil)
 		return m.finish(ctx)
 	}
 	m.sideEffects(ctx, res)
+	if revert {
+		if err := m.revert(ctx, res); err != nil {
+			return m.status, err
+		}
+	}
+	m.gate.end(ctx, nil)
 	return m.finish(ctx)
 }
 
-// wait holds a scheduled mutation back until its NotBefore on a durable
-// timer, or until the cancel update; it reports whether it was cancelled.
-// A mutation without a NotBefore (or one already due) adds no command, so
-// histories recorded before scheduled writes replay unchanged.
-func (m *mutation) wait(ctx workflow.Context) (bool, error) {
-	nb := m.in.NotBefore
-	if nb == nil || !nb.After(workflow.Now(ctx)) {
-		return false, nil
-	}
-	m.status.State, m.status.NotBefore = StateScheduled, nb
-	if _, err := workflow.AwaitWithTimeout(ctx, nb.Sub(workflow.Now(ctx)), func() bool { return m.cancelled }); err != nil {
-		return false, err
-	}
-	if m.cancelled {
-		return true, nil
-	}
-	m.status.State = StateApplying
-	return false, nil
-}
-
-// validateCancel accepts a cancel only while the mutation is scheduled;
-// a rejected update adds nothing to the history.
+// validateCancel accepts a cancel only while the mutation waits: scheduled,
+// awaiting approval, or with its revert pending. A rejected update adds
+// nothing to the history.
 func (m *mutation) validateCancel() error {
-	if m.status.State != StateScheduled {
-		return temporal.NewNonRetryableApplicationError("the mutation is not scheduled: it has applied or ended", ErrTypeNotPending, nil)
+	if m.gate.pending() || m.revertPending() {
+		return nil
 	}
-	return nil
+	return errNotPending("the mutation is not pending: it has applied or ended")
 }
 
-// cancel is the cancel update: the scheduled mutation ends without
-// committing.
+// cancel is the cancel update: a waiting mutation ends without committing;
+// a pending revert is called off (the change stays).
 func (m *mutation) cancel(workflow.Context) (Status, error) {
-	m.cancelled = true
-	m.status.State = StateCancelled
-	m.status.Steps = Steps{StepSkipped, StepSkipped, StepSkipped, StepSkipped}
+	if m.revertPending() {
+		m.revertCancelled = true
+		m.status.Revert.State = RevertCancelled
+		m.status.State = StateCompleted
+		return m.status, nil
+	}
+	m.gate.cancel()
 	return m.status, nil
 }
 
 // awaitCommit is the commit update: it returns once the commit is decided
-// (or the scheduled mutation was cancelled).
+// (or the mutation ended before it: cancelled, rejected or expired).
 func (m *mutation) awaitCommit(ctx workflow.Context) (CommitOutput, error) {
-	if err := workflow.Await(ctx, func() bool { return m.committed || m.cancelled }); err != nil {
+	if err := workflow.Await(ctx, func() bool { return m.committed || m.gate.ended() }); err != nil {
 		return CommitOutput{}, err
 	}
-	if m.cancelled {
-		return CommitOutput{}, temporal.NewNonRetryableApplicationError("the scheduled mutation was cancelled", ErrTypeCancelled, nil)
+	if err := m.gate.endedErr(); err != nil {
+		return CommitOutput{}, err
 	}
 	if m.commitErr != nil {
 		return CommitOutput{}, m.commitErr
@@ -365,18 +376,24 @@ func rejectionOf(err error) (msg, errType string) {
 // sideEffects runs invalidation, publish and audit in parallel until each
 // has succeeded (see runSideEffects).
 func (m *mutation) sideEffects(ctx workflow.Context, res routes.Result) {
-	var a *activities.Activities
 	info := workflow.GetInfo(ctx)
 	ev := events.FromResult(m.in.EventID, m.in.Mutation.Action, res, m.in.Mutation.ChangedBy)
 	ev.WorkflowID, ev.RunID = info.WorkflowExecution.ID, info.WorkflowExecution.RunID
 	ev.Principal = m.in.Principal
 	ev.RollbackTo = m.in.Mutation.RollbackTo
-	key := res.Route.Key()
-	runSideEffects(ctx, []sideEffect{
-		{a.Invalidate, []any{key, res.Route.Revision}, &m.status.Steps.Invalidated},
-		{a.Publish, []any{ev}, &m.status.Steps.Published},
-		{a.Audit, []any{ev}, &m.status.Steps.Audited},
-	}, firstAttemptTimeout)
+	ev.RequestedBy, ev.ApprovedBy = actorName(m.in.RequestedBy), actorName(m.status.ApprovedBy)
+	runSideEffects(ctx, eventSideEffects(ev, res, &m.status.Steps), firstAttemptTimeout)
+}
+
+// eventSideEffects are the invalidation, publish and audit of one changed
+// route's event, recording their states in steps.
+func eventSideEffects(ev events.Event, res routes.Result, steps *Steps) []sideEffect {
+	var a *activities.Activities
+	return []sideEffect{
+		{a.Invalidate, []any{res.Route.Key(), res.Route.Revision}, &steps.Invalidated},
+		{a.Publish, []any{ev}, &steps.Published},
+		{a.Audit, []any{ev}, &steps.Audited},
+	}
 }
 
 // sideEffect is one step after the commit: the activity, its arguments,
