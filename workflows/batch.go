@@ -96,7 +96,9 @@ func BatchSearchAttributes(tenant string) temporal.SearchAttributes {
 // Postgres transaction for all of them (the "commit" update returns once it
 // is decided), then the invalidations, events and audit documents of the
 // routes it created, each kind in one round trip and retried until done —
-// the same guarantees as RouteMutation, per route.
+// the same guarantees as RouteMutation, per route. A batch with an
+// Approval or a NotBefore first waits in the same gate as RouteMutation
+// (cancel, approve and reject updates alike); batches have no revert.
 func RouteBatch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 	b := &batch{in: in, status: BatchStatus{
 		Action:  routes.ActionCreated,
@@ -105,30 +107,61 @@ func RouteBatch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 		Steps:   Steps{StepPending, StepPending, StepPending, StepPending},
 
 		RequestHash: in.RequestHash,
+		RequestedBy: in.RequestedBy,
 	}}
 	if len(in.Mutations) > 0 {
 		b.status.Tenant = in.Mutations[0].Key.Tenant
 	}
+	b.gate = &gate{notBefore: in.NotBefore, approval: in.Approval, requestedBy: in.RequestedBy, view: gateView{
+		state: &b.status.State, notBefore: &b.status.NotBefore, approvedBy: &b.status.ApprovedBy,
+		decidedBy: &b.status.DecidedBy, comment: &b.status.Comment, expiresAt: &b.status.ExpiresAt, steps: &b.status.Steps,
+	}}
 	return b.run(ctx)
 }
 
 type batch struct {
 	in        BatchInput
 	status    BatchStatus
+	gate      *gate
 	committed bool
 	commitErr error
 }
 
+// snapshot is the batch's status as the query and the gate's updates
+// answer it: counts and steps; the results are in the commit update's
+// answer.
+func (b *batch) snapshot() BatchStatus {
+	st := b.status
+	st.Results, st.EventIDs = nil, nil
+	return st
+}
+
 func (b *batch) run(ctx workflow.Context) (BatchStatus, error) {
-	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (BatchStatus, error) {
-		st := b.status
-		st.Results, st.EventIDs = nil, nil // counts and steps; the results are in the update's answer
-		return st, nil
-	}); err != nil {
+	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (BatchStatus, error) { return b.snapshot(), nil }); err != nil {
 		return b.status, err
 	}
 	if err := workflow.SetUpdateHandler(ctx, CommitUpdate, b.awaitCommit); err != nil {
 		return b.status, err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, CancelUpdate, func(workflow.Context) (BatchStatus, error) {
+		b.gate.cancel()
+		return b.snapshot(), nil
+	}, workflow.UpdateHandlerOptions{Validator: func() error {
+		if !b.gate.pending() {
+			return errNotPending("the batch is not pending: it has applied or ended")
+		}
+		return nil
+	}}); err != nil {
+		return b.status, err
+	}
+	if err := registerGate(ctx, b.gate, b.snapshot); err != nil {
+		return b.status, err
+	}
+	if ended, err := b.gate.wait(ctx); err != nil || ended {
+		if err != nil {
+			return b.status, err
+		}
+		return b.finish(ctx)
 	}
 
 	ms := make([]routes.Mutation, len(b.in.Mutations))
@@ -145,6 +178,7 @@ func (b *batch) run(ctx workflow.Context) (BatchStatus, error) {
 	if err != nil {
 		b.status.Steps = RejectedSteps
 		b.status.Error, b.status.ErrorType = rejectionOf(err)
+		b.gate.end(ctx, err)
 		return b.finish(ctx)
 	}
 	b.status.Results, b.status.EventIDs = res, ids
@@ -160,11 +194,13 @@ func (b *batch) run(ctx workflow.Context) (BatchStatus, error) {
 		changes = append(changes, cache.Invalidation{Key: r.Route.Key(), Revision: r.Route.Revision})
 		ev := events.FromResult(ids[i], routes.ActionCreated, r, ms[i].ChangedBy)
 		ev.WorkflowID, ev.RunID, ev.Principal = info.WorkflowExecution.ID, info.WorkflowExecution.RunID, b.in.Principal
+		ev.RequestedBy, ev.ApprovedBy = actorName(b.in.RequestedBy), actorName(b.status.ApprovedBy)
 		evs = append(evs, ev)
 	}
 	b.status.Created, b.status.Unchanged = len(evs), len(res)-len(evs)
 	if len(evs) == 0 {
 		b.status.Steps.Invalidated, b.status.Steps.Published, b.status.Steps.Audited = StepSkipped, StepSkipped, StepSkipped
+		b.gate.end(ctx, nil)
 		return b.finish(ctx)
 	}
 	runSideEffects(ctx, []sideEffect{
@@ -172,11 +208,17 @@ func (b *batch) run(ctx workflow.Context) (BatchStatus, error) {
 		{a.PublishMany, []any{evs}, &b.status.Steps.Published},
 		{a.AuditMany, []any{evs}, &b.status.Steps.Audited},
 	}, batchFirstAttemptTimeout)
+	b.gate.end(ctx, nil)
 	return b.finish(ctx)
 }
 
+// awaitCommit is the commit update of a batch: it returns once the commit
+// is decided (or the batch ended before it: cancelled, rejected, expired).
 func (b *batch) awaitCommit(ctx workflow.Context) (BatchCommitOutput, error) {
-	if err := workflow.Await(ctx, func() bool { return b.committed }); err != nil {
+	if err := workflow.Await(ctx, func() bool { return b.committed || b.gate.ended() }); err != nil {
+		return BatchCommitOutput{}, err
+	}
+	if err := b.gate.endedErr(); err != nil {
 		return BatchCommitOutput{}, err
 	}
 	if b.commitErr != nil {
