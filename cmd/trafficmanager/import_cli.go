@@ -118,7 +118,7 @@ type batchAnswer struct {
 
 func newImportCmd(cf *clientFlags) *cobra.Command {
 	var size, concurrency int
-	var changedBy, prefix string
+	var changedBy, prefix, notBefore string
 	cmd := &cobra.Command{
 		Use:   "import FILE",
 		Short: "Create many routes from a file (JSON array or one JSON object per line; - for stdin)",
@@ -126,7 +126,9 @@ func newImportCmd(cf *clientFlags) *cobra.Command {
 Each batch is all or nothing. Running the same import again is safe: routes already there with the
 same URL are reported unchanged, one with another URL stops the import with a conflict. Batch i is
 sent with Idempotency-Key "{prefix}-{i}"; pass the prefix of an interrupted import (--idempotency-key)
-to get the answers of the batches it already sent instead of running them again.`,
+to get the answers of the batches it already sent instead of running them again.
+With --not-before every batch is scheduled: it answers 202 at once and applies at that time; the
+workflows are listed as pending (mutations status|cancel <workflow_id>).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := cf.validate(); err != nil {
@@ -159,8 +161,19 @@ to get the answers of the batches it already sent instead of running them again.
 			} else if len(prefix) > 100 {
 				return usageErr("--idempotency-key must be at most 100 characters")
 			}
+			extra := map[string]any{}
+			if changedBy != "" {
+				extra["changed_by"] = changedBy
+			}
+			if notBefore != "" {
+				v, err := notBeforeValue(notBefore, time.Now())
+				if err != nil {
+					return err
+				}
+				extra["not_before"] = v
+			}
 			start := time.Now()
-			sum, err := runImport(c, cf, importBatches(rs, size), concurrency, changedBy, prefix)
+			sum, err := runImport(c, cf, importBatches(rs, size), concurrency, extra, prefix)
 			sum.Routes, sum.Seconds, sum.KeyPrefix = len(rs), time.Since(start).Seconds(), prefix
 			sum.PerSecond = float64(len(rs)) / sum.Seconds
 			if err != nil {
@@ -180,12 +193,14 @@ to get the answers of the batches it already sent instead of running them again.
 	cmd.Flags().IntVar(&concurrency, "concurrency", 4, "batch requests in flight")
 	cmd.Flags().StringVar(&prefix, "idempotency-key", "", "prefix of the batches' Idempotency-Keys (default: import-{random uuid})")
 	cmd.Flags().StringVar(&changedBy, "changed-by", "", "who makes the change, for routes without changed_by (default: the token's name)")
+	cmd.Flags().StringVar(&notBefore, "not-before", "", "apply every batch at this time (RFC 3339, or a duration from now such as 2h)")
 	return cmd
 }
 
-// runImport sends the batches with up to concurrency requests in flight and
+// runImport sends the batches, each body with the fields of extra
+// (changed_by, not_before), with up to concurrency requests in flight and
 // stops sending new ones at the first error.
-func runImport(c *cobra.Command, cf *clientFlags, batches [][]importRoute, concurrency int, changedBy, prefix string) (importSummary, error) {
+func runImport(c *cobra.Command, cf *clientFlags, batches [][]importRoute, concurrency int, extra map[string]any, prefix string) (importSummary, error) {
 	var (
 		mu       sync.Mutex
 		sum      importSummary
@@ -215,8 +230,8 @@ func runImport(c *cobra.Command, cf *clientFlags, batches [][]importRoute, concu
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			body := map[string]any{"routes": b}
-			if changedBy != "" {
-				body["changed_by"] = changedBy
+			for k, v := range extra {
+				body[k] = v
 			}
 			raw, err := json.Marshal(body)
 			if err != nil {

@@ -33,6 +33,9 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// An unknown or malformed flag is a usage error (exit 2), like a bad
+	// value the commands check themselves.
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr("%v", err) })
 	root.AddCommand(
 		newMigrateCmd(),
 		newAPICmd(),
@@ -40,6 +43,7 @@ func newRootCmd() *cobra.Command {
 		newRoutesCmd(),
 		newMutationsCmd(),
 		newTokensCmd(),
+		newTenantsCmd(),
 		newDevCmd(),
 		newResolverCmd(),
 		newAuditCmd(),

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/url"
 	"os"
 	"strings"
@@ -16,7 +15,7 @@ import (
 
 func newMutationsCmd() *cobra.Command {
 	var cf clientFlags
-	cmd := &cobra.Command{Use: "mutations", Short: "Inspect mutation workflows, list failed ones and run them again"}
+	cmd := &cobra.Command{Use: "mutations", Short: "Inspect, list, approve, reject and cancel mutations; list failed ones and run them again"}
 	cf.register(cmd)
 	temporalAddr, namespace := os.Getenv("TM_TEMPORAL_ADDRESS"), os.Getenv("TM_TEMPORAL_NAMESPACE")
 	if temporalAddr == "" {
@@ -39,34 +38,11 @@ func newMutationsCmd() *cobra.Command {
 		if err := cf.validate(); err != nil {
 			return err
 		}
-		var out struct {
-			WorkflowID string            `json:"workflow_id"`
-			RunID      string            `json:"run_id"`
-			Status     string            `json:"status"`
-			Action     string            `json:"action"`
-			Route      any               `json:"route"`
-			EventID    string            `json:"event_id"`
-			Steps      map[string]string `json:"steps"`
-			Error      any               `json:"error,omitempty"`
-			// A batch (batch/...) reports counts instead of one route.
-			Routes    *int `json:"routes,omitempty"`
-			Created   int  `json:"created,omitempty"`
-			Unchanged int  `json:"unchanged,omitempty"`
-		}
 		var raw json.RawMessage
 		if _, err := cf.call(c.Context(), "GET", "/api/v1/mutations/"+escapeWorkflowID(args[0]), nil, nil, &raw); err != nil {
 			return err
 		}
-		if err := json.Unmarshal(raw, &out); err != nil {
-			return fmt.Errorf("decoding the answer: %w", err)
-		}
-		event := out.EventID
-		if out.Routes != nil {
-			event = fmt.Sprintf("%d routes: %d created, %d unchanged", *out.Routes, out.Created, out.Unchanged)
-		}
-		return cf.print(c.OutOrStdout(), raw,
-			[]string{"WORKFLOW", "STATUS", "ACTION", "EVENT", "COMMITTED", "INVALIDATED", "PUBLISHED", "AUDITED"},
-			[][]string{{out.WorkflowID, out.Status, out.Action, event, out.Steps["committed"], out.Steps["invalidated"], out.Steps["published"], out.Steps["audited"]}})
+		return printMutationStatus(c.OutOrStdout(), &cf, raw)
 	}}
 
 	var since time.Duration
@@ -112,27 +88,19 @@ func newMutationsCmd() *cobra.Command {
 		out := map[string]string{"workflow_id": args[0], "run_id": runID, "status": "running"}
 		return cf.print(c.OutOrStdout(), out, []string{"WORKFLOW", "NEW RUN", "STATUS"}, [][]string{{args[0], runID, "running"}})
 	}}
-	cancel := &cobra.Command{Use: "cancel <workflow_id>", Short: "Cancel a scheduled write (--not-before) before it applies", Args: cobra.ExactArgs(1), RunE: func(c *cobra.Command, args []string) error {
+	cancel := &cobra.Command{Use: "cancel <workflow_id>", Short: "Cancel a mutation that is scheduled (--not-before) or awaiting approval, or its pending revert (--revert-after)", Args: cobra.ExactArgs(1), RunE: func(c *cobra.Command, args []string) error {
 		if err := cf.validate(); err != nil {
 			return err
-		}
-		var out struct {
-			WorkflowID string `json:"workflow_id"`
-			Status     string `json:"status"`
-			Action     string `json:"action"`
-			NotBefore  string `json:"not_before"`
 		}
 		var raw json.RawMessage
 		if _, err := cf.call(c.Context(), "POST", "/api/v1/mutations/"+escapeWorkflowID(args[0])+"/cancel", nil, nil, &raw); err != nil {
 			return err
 		}
-		if err := json.Unmarshal(raw, &out); err != nil {
-			return fmt.Errorf("decoding the answer: %w", err)
-		}
-		return cf.print(c.OutOrStdout(), raw, []string{"WORKFLOW", "STATUS", "ACTION", "NOT BEFORE"},
-			[][]string{{out.WorkflowID, out.Status, out.Action, out.NotBefore}})
+		return printMutationStatus(c.OutOrStdout(), &cf, raw)
 	}}
-	cmd.AddCommand(status, failed, retry, cancel)
+	approve := newDecisionCmd(&cf, "approve", "Approve a mutation awaiting approval (an approver or admin of its tenant, not its requester); it applies then")
+	reject := newDecisionCmd(&cf, "reject", "Reject a mutation awaiting approval; it never applies")
+	cmd.AddCommand(status, newMutationsListCmd(&cf), approve, reject, cancel, failed, retry)
 	return cmd
 }
 

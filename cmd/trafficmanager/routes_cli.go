@@ -17,8 +17,9 @@ type mutationAnswer struct {
 	EventID    string       `json:"event_id"`
 	WorkflowID string       `json:"workflow_id"`
 	RunID      string       `json:"run_id"`
-	Status     string       `json:"status"` // "pending" or "scheduled" on 202
+	Status     string       `json:"status"` // "pending", "scheduled" or "awaiting_approval" on 202
 	NotBefore  string       `json:"not_before,omitempty"`
+	RevertAt   string       `json:"revert_at,omitempty"`
 }
 
 // notBeforeValue turns --not-before into the body's not_before: an RFC 3339
@@ -33,6 +34,15 @@ func notBeforeValue(v string, now time.Time) (string, error) {
 	return "", usageErr("--not-before must be an RFC 3339 time (2026-12-01T09:00:00Z) or a duration from now (2h)")
 }
 
+// checkRevertAfter refuses a --revert-after that is no Go duration; its
+// range (1s to 30 days) is the api's to decide.
+func checkRevertAfter(v string) error {
+	if _, err := time.ParseDuration(v); err != nil {
+		return usageErr("--revert-after must be a duration such as 1h or 30m")
+	}
+	return nil
+}
+
 func routeRow(r routes.Route) []string {
 	return []string{r.Tenant, r.Service, r.Env, r.Version, r.URL, strconv.FormatBool(r.IsActive), strconv.FormatInt(r.Revision, 10), r.UpdatedAt.UTC().Format(time.RFC3339)}
 }
@@ -45,7 +55,7 @@ func newRoutesCmd() *cobra.Command {
 	cf.register(cmd)
 
 	var k routes.Key
-	var u, changedBy, idemKey, ifMatch, notBefore string
+	var u, changedBy, idemKey, ifMatch, notBefore, revertAfter string
 	var inactive bool
 	keyFlags := func(c *cobra.Command, withURL bool) {
 		c.Flags().StringVar(&k.Tenant, "tenant", "", "tenant")
@@ -75,20 +85,33 @@ func newRoutesCmd() *cobra.Command {
 			}
 			body["not_before"] = v
 		}
+		if revertAfter != "" {
+			if err := checkRevertAfter(revertAfter); err != nil {
+				return err
+			}
+			body["revert_after"] = revertAfter
+		}
 		var out mutationAnswer
 		status, err := cf.callWithHeaders(c.Context(), method, p, body, &out, "Idempotency-Key", idemKey, "If-Match", ifMatch)
 		if err != nil {
 			return err
 		}
 		if status == 202 {
-			if out.Status == "scheduled" {
+			switch out.Status {
+			case "scheduled":
 				return cf.print(c.OutOrStdout(), out, []string{"STATUS", "NOT BEFORE", "WORKFLOW"}, [][]string{{out.Status, out.NotBefore, out.WorkflowID}})
+			case "awaiting_approval":
+				// `mutations approve|reject|cancel <workflow>` decide it.
+				return cf.print(c.OutOrStdout(), out, []string{"STATUS", "NOT BEFORE", "WORKFLOW"}, [][]string{{out.Status, dash(out.NotBefore), out.WorkflowID}})
 			}
 			return cf.print(c.OutOrStdout(), out, []string{"STATUS", "WORKFLOW"}, [][]string{{"pending", out.WorkflowID}})
 		}
-		return cf.print(c.OutOrStdout(), out,
-			append([]string{"ACTION", "CHANGED"}, routeHeader...),
-			[][]string{append([]string{out.Action, strconv.FormatBool(out.Changed)}, routeRow(out.Route)...)})
+		header := append([]string{"ACTION", "CHANGED"}, routeHeader...)
+		row := append([]string{out.Action, strconv.FormatBool(out.Changed)}, routeRow(out.Route)...)
+		if out.RevertAt != "" {
+			header, row = append(header, "REVERT AT", "WORKFLOW"), append(row, out.RevertAt, out.WorkflowID)
+		}
+		return cf.print(c.OutOrStdout(), out, header, [][]string{row})
 	}
 
 	create := &cobra.Command{Use: "create", Short: "Create a route", Args: cobra.NoArgs, RunE: func(c *cobra.Command, _ []string) error {
@@ -122,6 +145,7 @@ func newRoutesCmd() *cobra.Command {
 	rollback.Flags().Int64Var(&to, "to", 0, "the revision to restore")
 	for _, w := range []*cobra.Command{update, activate, deactivate, rollback} {
 		w.Flags().StringVar(&ifMatch, "if-match", "", "apply only if the route is at this revision (its ETag)")
+		w.Flags().StringVar(&revertAfter, "revert-after", "", "once applied, restore the previous state after this long (1s to 720h), unless the route changed meanwhile; `mutations cancel` cancels the revert")
 	}
 	for _, w := range []*cobra.Command{create, update, activate, deactivate, rollback} {
 		w.Flags().StringVar(&notBefore, "not-before", "", "apply at this time (RFC 3339, or a duration from now such as 2h); `mutations cancel` cancels it until then")

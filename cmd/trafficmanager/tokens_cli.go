@@ -54,7 +54,7 @@ func newTokensCmd() *cobra.Command {
 		return cf.print(c.OutOrStdout(), out, append(tokenHeader, "TOKEN (shown once)"), [][]string{append(out.row(), out.Token)})
 	}}
 	create.Flags().StringVar(&name, "name", "", "who or what uses the token (becomes changed_by)")
-	create.Flags().StringVar(&role, "role", "", "admin, writer, reader or resolver")
+	create.Flags().StringVar(&role, "role", "", "admin, writer, approver (reads, approve and reject), reader or resolver")
 	create.Flags().StringSliceVar(&tenants, "tenant", nil, "tenant the token may act on (repeatable; not for admin tokens, which act on every tenant)")
 
 	list := &cobra.Command{Use: "list", Short: "List tokens (never their secrets)", Args: cobra.NoArgs, RunE: func(c *cobra.Command, _ []string) error {
