@@ -12,7 +12,6 @@ import (
 	"github.com/trafficmanager/trafficmanager/activities"
 	"github.com/trafficmanager/trafficmanager/internal/testenv"
 	"github.com/trafficmanager/trafficmanager/routes"
-	"github.com/trafficmanager/trafficmanager/worker"
 	"github.com/trafficmanager/trafficmanager/workflows"
 )
 
@@ -23,7 +22,7 @@ type batchUpdate struct {
 
 func (f *fixture) runBatch(t *testing.T, env *testsuite.TestWorkflowEnvironment, in workflows.BatchInput) (workflows.BatchStatus, batchUpdate) {
 	t.Helper()
-	worker.Register(env, f.acts)
+	f.register(env)
 	var ur batchUpdate
 	env.RegisterDelayedCallback(func() {
 		env.UpdateWorkflow(workflows.CommitUpdate, "commit", &testsuite.TestUpdateCallback{

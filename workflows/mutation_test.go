@@ -114,6 +114,21 @@ type fixture struct {
 	aud   *recordingAudit
 	cache *recordingCache
 	acts  *activities.Activities
+	// registered are the environments the workflows are registered on.
+	registered map[*testsuite.TestWorkflowEnvironment]bool
+}
+
+// register registers the workflows and activities on env once (before any
+// mock, which the test suite requires).
+func (f *fixture) register(env *testsuite.TestWorkflowEnvironment) {
+	if f.registered[env] {
+		return
+	}
+	if f.registered == nil {
+		f.registered = map[*testsuite.TestWorkflowEnvironment]bool{}
+	}
+	f.registered[env] = true
+	worker.Register(env, f.acts)
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -136,7 +151,7 @@ type updateResult struct {
 // run executes RouteMutation with the commit update sent right after start.
 func (f *fixture) run(t *testing.T, env *testsuite.TestWorkflowEnvironment, in workflows.MutationInput) (workflows.Status, updateResult) {
 	t.Helper()
-	worker.Register(env, f.acts)
+	f.register(env)
 	var ur updateResult
 	env.RegisterDelayedCallback(func() {
 		env.UpdateWorkflow(workflows.CommitUpdate, "commit", &testsuite.TestUpdateCallback{
