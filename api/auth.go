@@ -48,6 +48,7 @@ func RequireToken(a Authenticator, log *zap.Logger) gin.HandlerFunc {
 			return
 		}
 		c.Set("principal", p.Name)
+		c.Set("principal_id", p.ID)
 		c.Set("scope", Scope(p))
 		c.Set("role", p.Role)
 		c.Next()

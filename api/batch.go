@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	workflowpb "go.temporal.io/api/workflow/v1"
+	"go.temporal.io/sdk/client"
 
 	"github.com/trafficmanager/trafficmanager/routes"
 	"github.com/trafficmanager/trafficmanager/workflows"
@@ -22,6 +24,9 @@ const batchAction = "batch_created"
 type batchRequest struct {
 	Routes    []createRequest `json:"routes"`
 	ChangedBy string          `json:"changed_by"`
+	// not_before applies to the whole batch; revert_after is refused (a
+	// batch creates routes: there is no previous state to restore).
+	timingFields
 }
 
 // batchItem is one route of a batch's answer.
@@ -47,7 +52,15 @@ type batchResponse struct {
 // A batch takes one token of the tenant's write rate: it is one workflow.
 func (s *Server) createBatch(c *gin.Context) {
 	var req batchRequest
-	if err := decodeJSONUpTo(c, &req, false, maxBatchBody); err != nil {
+	err := decodeJSONUpTo(c, &req, false, maxBatchBody)
+	var t timing
+	if err == nil {
+		t, err = req.timingFields.parse()
+	}
+	if err == nil && req.RevertAfter != "" {
+		err = errRevertCreate
+	}
+	if err != nil {
 		s.fail(c, batchAction, err)
 		return
 	}
@@ -69,11 +82,34 @@ func (s *Server) createBatch(c *gin.Context) {
 		tenant:     tenant,
 		workflowID: func(key string) string { return workflows.BatchWorkflowID(tenant, key) },
 		commit: func(ctx context.Context, wfID string) (int, any, error) {
+			envs := make([]string, len(ms))
+			for i, m := range ms {
+				envs[i] = m.Key.Env
+			}
+			approval, err := s.approvalFor(tenant, envs...)
+			if err != nil {
+				return 0, nil, err
+			}
 			in := workflows.BatchInput{
 				Mutations: ms, BatchID: workflows.EventIDFor(wfID), Principal: PrincipalName(c),
-				RequestHash: workflows.RequestHash(ms),
+				RequestHash: batchRequestHash(ms, t), Approval: approval, RequestedBy: requester(c),
 			}
-			resp, err := s.executeBatch(ctx, wfID, in)
+			if t.nb.scheduled() {
+				in.NotBefore = &t.nb.at
+			}
+			state := initialState(in.Approval, in.NotBefore)
+			opts := s.startOptions(wfID, workflows.BatchSearchAttributes(tenant), state, in.NotBefore, in.RequestedBy)
+			if state != workflows.StateRunning {
+				return s.schedule(ctx, c, gated{
+					wfType: workflows.BatchWorkflowType, input: in, opts: opts,
+					requestHash: in.RequestHash, state: state, notBefore: in.NotBefore,
+					finished: func(ctx context.Context) (int, any, error) {
+						resp, err := s.finishedBatch(ctx, wfID, in.RequestHash)
+						return batchStatusCode(resp), resp, err
+					},
+				})
+			}
+			resp, err := s.executeBatch(ctx, opts, in)
 			return batchStatusCode(resp), resp, err
 		},
 		recorded: func(ctx context.Context, wfID string) (int, any, bool, error) {
@@ -117,14 +153,26 @@ func batchStatusCode(resp batchResponse) int {
 	return http.StatusOK
 }
 
-func (s *Server) executeBatch(ctx context.Context, wfID string, in workflows.BatchInput) (batchResponse, error) {
-	tenant := in.Mutations[0].Key.Tenant
-	out, runID, err := commitWithStart[workflows.BatchCommitOutput](ctx, s, wfID, workflows.BatchWorkflowType, workflows.BatchSearchAttributes(tenant), in)
+// batchRequestHash fingerprints a batch and its not_before (a batch
+// without one hashes as before not_before existed on batches).
+func batchRequestHash(ms []routes.Mutation, t timing) string {
+	if t.nb == nil {
+		return workflows.RequestHash(ms)
+	}
+	return workflows.RequestHash(struct {
+		Mutations []routes.Mutation `json:"mutations"`
+		NotBefore time.Time         `json:"not_before"`
+	}{ms, t.nb.at})
+}
+
+func (s *Server) executeBatch(ctx context.Context, opts client.StartWorkflowOptions, in workflows.BatchInput) (batchResponse, error) {
+	tenant, wfID := in.Mutations[0].Key.Tenant, opts.ID
+	out, runID, err := commitWithStart[workflows.BatchCommitOutput](ctx, s, opts, workflows.BatchWorkflowType, in)
 	if errors.Is(err, errClosed) {
 		return s.finishedBatch(ctx, wfID, in.RequestHash)
 	}
 	if err != nil {
-		return batchResponse{}, err
+		return batchResponse{}, s.didNotApply(ctx, wfID, err)
 	}
 	if !sameRequest(out.RequestHash, in.RequestHash) {
 		return batchResponse{}, errKeyReused
@@ -144,6 +192,9 @@ func (s *Server) finishedBatch(ctx context.Context, wfID, requestHash string) (b
 	}
 	if st.ErrorType != "" {
 		return batchResponse{}, rejection(st.ErrorType, st.Error)
+	}
+	if err := endedWithout(st.State); err != nil {
+		return batchResponse{}, err
 	}
 	return newBatchResponse(wfID, runID, st.BatchID, st.Tenant, st.Results, st.EventIDs), nil
 }
@@ -177,8 +228,9 @@ type batchStatusAnswer struct {
 	Created    int             `json:"created"`
 	Unchanged  int             `json:"unchanged"`
 	Steps      workflows.Steps `json:"steps"`
-	Error      *statusError    `json:"error,omitempty"`
-	Hint       string          `json:"hint,omitempty"`
+	waiting
+	Error *statusError `json:"error,omitempty"`
+	Hint  string       `json:"hint,omitempty"`
 }
 
 // batchStatus answers GET /api/v1/mutations/batch/{tenant}/created/{key}.
@@ -195,12 +247,16 @@ func (s *Server) batchStatus(ctx context.Context, wfID, tenant string, info *wor
 	if err := s.workflowStatus(ctx, wfID, out.RunID, info.GetStatus(), &st); err == nil {
 		out.BatchID, out.Routes, out.Created, out.Unchanged, out.Steps = st.BatchID, st.Routes, st.Created, st.Unchanged, st.Steps
 		out.Error = statusErrorOf(st.ErrorType, st.Error)
+		out.waiting = waitingOf(st.State, st.NotBefore, st.RequestedBy, st.ApprovedBy, st.DecidedBy, st.Comment, st.ExpiresAt, nil, nil)
+		out.Status = statusOf(out.Status, st.State, st.ErrorType)
 	}
-	if out.Steps.Committed == workflows.StepPending {
+	if out.Steps.Committed == workflows.StepPending && !waitsToCommit(out.Status) {
 		// A batch commits all or nothing: its first route's record says
 		// whether it has.
 		if rec, ok := s.recordedCommit(ctx, workflows.BatchEventID(workflows.EventIDFor(wfID), 0)); ok {
-			out.Error = recordedSteps(rec, &out.Steps)
+			if out.Error = recordedSteps(rec, &out.Steps); out.Error != nil && out.Status == "completed" {
+				out.Status = workflows.StateDenied // a rejected commit
+			}
 		}
 	}
 	out.Hint = retryHint(info.GetStatus(), wfID)

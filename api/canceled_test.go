@@ -18,14 +18,13 @@ import (
 	"github.com/trafficmanager/trafficmanager/api"
 	"github.com/trafficmanager/trafficmanager/internal/testenv"
 	"github.com/trafficmanager/trafficmanager/observability"
+	"github.com/trafficmanager/trafficmanager/worker"
 )
 
 func TestAClientThatHangsUpDuringAWriteIsCanceledNotAnInternalError(t *testing.T) {
 	// The commit waits: the workflow starts on a real Temporal, but no
 	// worker polls its task queue, so the commit update never answers.
-	tc, err := client.DialContext(context.Background(), client.Options{HostPort: testenv.Temporal(t).Address, Logger: nopTemporalLogger{}})
-	require.NoError(t, err)
-	t.Cleanup(tc.Close)
+	tc := dialTemporal(t)
 	core, logs := observer.New(zapcore.DebugLevel)
 	reg := prometheus.NewRegistry()
 	h := api.New(api.Options{
@@ -69,4 +68,16 @@ func failuresByCode(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// dialTemporal returns a client of the tests' Temporal server, with the
+// namespace's search attributes registered as the worker registers them
+// (TmStatus included, which every mutation workflow starts with).
+func dialTemporal(t *testing.T) client.Client {
+	t.Helper()
+	tc, err := client.DialContext(context.Background(), client.Options{HostPort: testenv.Temporal(t).Address, Logger: nopTemporalLogger{}})
+	require.NoError(t, err)
+	t.Cleanup(tc.Close)
+	require.NoError(t, worker.EnsureSearchAttributes(context.Background(), tc, "default"))
+	return tc
 }

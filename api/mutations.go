@@ -171,11 +171,16 @@ func (s *Server) runID(ctx context.Context, wfID string) string {
 
 // mutate runs m as a RouteMutation workflow with update-with-start and
 // answers once the commit is decided, or 202 after the ack timeout. A
-// write with a not_before (nb) answers 202 scheduled as soon as its
-// workflow has started; nb is nil for "apply now".
-func (s *Server) mutate(c *gin.Context, m routes.Mutation, nb *notBefore) {
+// write that waits (a future not_before, or a tenant policy that wants an
+// approval for the route's env) answers 202 scheduled or awaiting_approval
+// as soon as its workflow has accepted the commit update.
+func (s *Server) mutate(c *gin.Context, m routes.Mutation, t timing) {
 	if err := m.Validate(); err != nil {
 		s.fail(c, string(m.Action), err)
+		return
+	}
+	if t.revertAfter > 0 && m.Action == routes.ActionCreated {
+		s.fail(c, string(m.Action), errRevertCreate)
 		return
 	}
 	s.startWrite(c, write{
@@ -183,15 +188,31 @@ func (s *Server) mutate(c *gin.Context, m routes.Mutation, nb *notBefore) {
 		tenant:     m.Key.Tenant,
 		workflowID: func(key string) string { return workflows.WorkflowID(m, key) },
 		commit: func(ctx context.Context, wfID string) (int, any, error) {
+			approval, err := s.approvalFor(m.Key.Tenant, m.Key.Env)
+			if err != nil {
+				return 0, nil, err
+			}
 			in := workflows.MutationInput{
 				Mutation: m, EventID: workflows.EventIDFor(wfID), Principal: PrincipalName(c),
-				RequestHash: nb.requestHash(m),
+				RequestHash: t.requestHash(m), RevertAfter: t.revertAfter,
+				Approval: approval, RequestedBy: requester(c),
 			}
-			if nb.scheduled() {
-				in.NotBefore = &nb.at
-				return s.schedule(ctx, c, wfID, in)
+			if t.nb.scheduled() {
+				in.NotBefore = &t.nb.at
 			}
-			resp, err := s.execute(ctx, wfID, in)
+			state := initialState(in.Approval, in.NotBefore)
+			opts := s.startOptions(wfID, workflows.SearchAttributes(m), state, in.NotBefore, in.RequestedBy)
+			if state != workflows.StateRunning {
+				return s.schedule(ctx, c, gated{
+					wfType: workflows.WorkflowType, input: in, opts: opts,
+					requestHash: in.RequestHash, state: state, notBefore: in.NotBefore,
+					finished: func(ctx context.Context) (int, any, error) {
+						resp, err := s.finished(ctx, wfID, in.RequestHash)
+						return mutationStatusCode(resp.Action, resp.Changed), resp, err
+					},
+				})
+			}
+			resp, err := s.execute(ctx, opts, in)
 			return mutationStatusCode(m.Action, resp.Changed), resp, err
 		},
 		recorded: func(ctx context.Context, wfID string) (int, any, bool, error) {
@@ -231,15 +252,16 @@ func sameRequest(recorded, this string) bool {
 	return recorded == "" || recorded == this
 }
 
-func (s *Server) execute(ctx context.Context, wfID string, in workflows.MutationInput) (mutationResponse, error) {
-	out, runID, err := commitWithStart[workflows.CommitOutput](ctx, s, wfID, workflows.WorkflowType, workflows.SearchAttributes(in.Mutation), in)
+func (s *Server) execute(ctx context.Context, opts client.StartWorkflowOptions, in workflows.MutationInput) (mutationResponse, error) {
+	wfID := opts.ID
+	out, runID, err := commitWithStart[workflows.CommitOutput](ctx, s, opts, workflows.WorkflowType, in)
 	if errors.Is(err, errClosed) {
 		// Same Idempotency-Key, and the first mutation has finished:
 		// answer with its result.
 		return s.finished(ctx, wfID, in.RequestHash)
 	}
 	if err != nil {
-		return mutationResponse{}, err
+		return mutationResponse{}, s.didNotApply(ctx, wfID, err)
 	}
 	if !sameRequest(out.RequestHash, in.RequestHash) {
 		return mutationResponse{}, errKeyReused
@@ -253,19 +275,13 @@ func (s *Server) execute(ctx context.Context, wfID string, in workflows.Mutation
 // errClosed says the workflow of this Idempotency-Key has closed already.
 var errClosed = errors.New("workflow closed")
 
-// commitWithStart starts the workflow wfID of type wfType (or joins the
+// commitWithStart starts the workflow opts.ID of type wfType (or joins the
 // running one: a repeated request) with update-with-start and waits for its
 // commit update's answer. It returns errClosed when the workflow has
 // already closed, so the caller answers from its result.
-func commitWithStart[T any](ctx context.Context, s *Server, wfID, wfType string, attrs temporal.SearchAttributes, in any) (T, string, error) {
+func commitWithStart[T any](ctx context.Context, s *Server, opts client.StartWorkflowOptions, wfType string, in any) (T, string, error) {
 	var out T
-	startOp := s.o.Temporal.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
-		ID:                       wfID,
-		TaskQueue:                s.o.TaskQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		TypedSearchAttributes:    attrs,
-	}, wfType, in)
+	startOp := s.o.Temporal.NewWithStartWorkflowOperation(opts, wfType, in)
 	handle, err := s.o.Temporal.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
 		StartWorkflowOperation: startOp,
 		UpdateOptions: client.UpdateWorkflowOptions{
@@ -314,8 +330,8 @@ func (s *Server) finished(ctx context.Context, wfID, requestHash string) (mutati
 	if st.ErrorType != "" {
 		return mutationResponse{}, rejection(st.ErrorType, st.Error)
 	}
-	if st.State == workflows.StateCancelled {
-		return mutationResponse{}, Conflict("the mutation with this Idempotency-Key was cancelled; send a new key")
+	if err := endedWithout(st.State); err != nil {
+		return mutationResponse{}, err
 	}
 	if st.Result == nil {
 		return mutationResponse{}, errors.New("finished mutation has no result")
@@ -439,10 +455,35 @@ type mutationStatus struct {
 	Changed    *bool           `json:"changed,omitempty"`
 	EventID    string          `json:"event_id,omitempty"`
 	Steps      workflows.Steps `json:"steps"`
-	NotBefore  *time.Time      `json:"not_before,omitempty"`
-	Error      *statusError    `json:"error,omitempty"`
+	waiting
+	Error *statusError `json:"error,omitempty"`
 	// Hint says how to move a mutation on that did not complete.
 	Hint string `json:"hint,omitempty"`
+}
+
+// waiting is what a status says about a mutation that waits, or waited:
+// for its time, for an approver, for its revert.
+type waiting struct {
+	NotBefore   *time.Time        `json:"not_before,omitempty"`
+	RequestedBy *workflows.Actor  `json:"requested_by,omitempty"`
+	ApprovedBy  *workflows.Actor  `json:"approved_by,omitempty"`
+	RejectedBy  *workflows.Actor  `json:"rejected_by,omitempty"`
+	Comment     string            `json:"comment,omitempty"`
+	ExpiresAt   *time.Time        `json:"expires_at,omitempty"`
+	RevertAt    *time.Time        `json:"revert_at,omitempty"`
+	Revert      *workflows.Revert `json:"revert,omitempty"`
+}
+
+// waitingOf reads the waiting fields of a workflow's status.
+func waitingOf(state string, nb *time.Time, requested, approved, decided *workflows.Actor, comment string, expires, revertAt *time.Time, revert *workflows.Revert) waiting {
+	w := waiting{NotBefore: nb, RequestedBy: requested, ApprovedBy: approved, Comment: comment, RevertAt: revertAt, Revert: revert}
+	if state == workflows.StateDenied && decided != nil {
+		w.RejectedBy = decided
+	}
+	if state == workflows.StateAwaitingApproval || state == workflows.StateExpired {
+		w.ExpiresAt = expires
+	}
+	return w
 }
 
 type statusError struct {
@@ -450,12 +491,36 @@ type statusError struct {
 	Message string `json:"message"`
 }
 
-func (s *Server) getMutation(c *gin.Context) {
-	wfID := strings.TrimPrefix(c.Param("id"), "/")
+// mutationID is a mutation's workflow id, parsed: a single route's
+// (route/{tenant}/{service}/{env}/{version}/{action}/{key}) or a batch's
+// (batch/{tenant}/created/{key}).
+type mutationID struct {
+	wfID   string
+	parts  []string
+	tenant string
+	batch  bool
+}
+
+// parseMutationID parses wfID; ok is false for anything else.
+func parseMutationID(wfID string) (mutationID, bool) {
 	parts := strings.Split(wfID, "/")
 	single := len(parts) == 7 && parts[0] == "route"
 	batch := len(parts) == 4 && parts[0] == "batch" && parts[2] == string(routes.ActionCreated)
-	if len(wfID) > 512 || !(single || batch) || Authorize(c, parts[1], false) != nil {
+	if len(wfID) > 512 || !(single || batch) {
+		return mutationID{}, false
+	}
+	return mutationID{wfID: wfID, parts: parts, tenant: parts[1], batch: batch}, true
+}
+
+// key is the route of a single mutation's id.
+func (id mutationID) key() routes.Key {
+	return routes.Key{Tenant: id.parts[1], Service: id.parts[2], Env: id.parts[3], Version: id.parts[4]}
+}
+
+func (s *Server) getMutation(c *gin.Context) {
+	wfID := strings.TrimPrefix(c.Param("id"), "/")
+	id, ok := parseMutationID(wfID)
+	if !ok || Authorize(c, id.tenant, false) != nil {
 		WriteError(c, nil, MutationNotFound("no mutation "+truncate(wfID)))
 		return
 	}
@@ -465,10 +530,15 @@ func (s *Server) getMutation(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if batch {
-		c.JSON(http.StatusOK, s.batchStatus(ctx, wfID, parts[1], info))
-		return
+	c.JSON(http.StatusOK, s.statusAnswer(ctx, id, info))
+}
+
+// statusAnswer is the mutation status object of id (single or batch).
+func (s *Server) statusAnswer(ctx context.Context, id mutationID, info *workflowpb.WorkflowExecutionInfo) any {
+	if id.batch {
+		return s.batchStatus(ctx, id.wfID, id.tenant, info)
 	}
+	wfID := id.wfID
 	out := mutationStatus{
 		WorkflowID: wfID,
 		RunID:      info.GetExecution().GetRunId(),
@@ -483,20 +553,30 @@ func (s *Server) getMutation(c *gin.Context) {
 			out.Route, out.Changed = st.Result.Route, &st.Result.Changed
 		}
 		out.Error = statusErrorOf(st.ErrorType, st.Error)
-		out.NotBefore = st.NotBefore
-		out.Status = scheduledStatus(out.Status, st.State)
+		out.waiting = waitingOf(st.State, st.NotBefore, st.RequestedBy, st.ApprovedBy, st.DecidedBy, st.Comment, st.ExpiresAt, st.RevertAt, st.Revert)
+		out.Status = statusOf(out.Status, st.State, st.ErrorType)
 	} else {
-		out.Action = routes.Action(parts[5])
-		out.Route = routes.Key{Tenant: parts[1], Service: parts[2], Env: parts[3], Version: parts[4]}
+		out.Action = routes.Action(id.parts[5])
+		out.Route = id.key()
 	}
-	if out.Steps.Committed == workflows.StepPending {
+	if out.Steps.Committed == workflows.StepPending && !waitsToCommit(out.Status) {
 		// The workflow could not say (its status query timed out behind a
 		// busy workflow task, or it ended before recording its commit):
 		// the ledger, written with the commit, can.
 		s.committedFromLedger(ctx, wfID, &out)
 	}
 	out.Hint = retryHint(info.GetStatus(), wfID)
-	c.JSON(http.StatusOK, out)
+	return out
+}
+
+// waitsToCommit reports whether a mutation in this status has not
+// committed yet by design (the ledger has nothing to add).
+func waitsToCommit(status string) bool {
+	switch status {
+	case workflows.StateScheduled, workflows.StateAwaitingApproval:
+		return true
+	}
+	return false
 }
 
 // committedFromLedger fills a status's commit from the ledger, when the
@@ -508,6 +588,9 @@ func (s *Server) committedFromLedger(ctx context.Context, wfID string, out *muta
 	}
 	out.EventID = rec.EventID
 	if out.Error = recordedSteps(rec, &out.Steps); out.Error != nil {
+		if out.Status == "completed" {
+			out.Status = workflows.StateDenied // a rejected commit
+		}
 		return
 	}
 	out.Route, out.Changed = rec.Result.Route, &rec.Result.Changed

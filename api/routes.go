@@ -29,28 +29,40 @@ type createRequest struct {
 	Active    *bool  `json:"active"`
 }
 
+// timingFields are the body fields of every write that say when it
+// applies and whether it is put back later.
+type timingFields struct {
+	NotBefore   string `json:"not_before"`
+	RevertAfter string `json:"revert_after"`
+}
+
+func (f timingFields) parse() (timing, error) {
+	return parseTiming(f.NotBefore, f.RevertAfter, time.Now())
+}
+
 // createRouteRequest is POST /routes's body: a create and, unlike a
-// batch's routes, an optional not_before.
+// batch's routes, its own timing (revert_after is refused: a create has
+// no previous state).
 type createRouteRequest struct {
 	createRequest
-	NotBefore string `json:"not_before"`
+	timingFields
 }
 
 type updateRequest struct {
 	URL       string `json:"url"`
 	ChangedBy string `json:"changed_by"`
-	NotBefore string `json:"not_before"`
+	timingFields
 }
 
 type stateRequest struct {
 	ChangedBy string `json:"changed_by"`
-	NotBefore string `json:"not_before"`
+	timingFields
 }
 
 type rollbackRequest struct {
 	Revision  int64  `json:"revision"`
 	ChangedBy string `json:"changed_by"`
-	NotBefore string `json:"not_before"`
+	timingFields
 }
 
 // decodeJSON reads a JSON body of at most maxBody bytes into v, rejecting
@@ -149,15 +161,18 @@ func PrincipalName(c *gin.Context) string {
 func (s *Server) createRoute(c *gin.Context) {
 	var req createRouteRequest
 	err := decodeJSON(c, &req, false)
-	var nb *notBefore
+	var t timing
 	if err == nil {
-		nb, err = parseNotBefore(req.NotBefore, time.Now())
+		t, err = req.timingFields.parse()
+	}
+	if err == nil && req.RevertAfter != "" {
+		err = errRevertCreate
 	}
 	if err != nil {
 		s.fail(c, string(routes.ActionCreated), err)
 		return
 	}
-	s.mutate(c, req.mutation(c, ""), nb)
+	s.mutate(c, req.mutation(c, ""), t)
 }
 
 // mutation is the create req asks for: active unless it says otherwise,
@@ -187,15 +202,15 @@ func (s *Server) updateRoute(c *gin.Context) {
 	if err == nil {
 		err = decodeJSON(c, &req, false)
 	}
-	var nb *notBefore
+	var t timing
 	if err == nil {
-		nb, err = parseNotBefore(req.NotBefore, time.Now())
+		t, err = req.timingFields.parse()
 	}
 	if err != nil {
 		s.fail(c, string(routes.ActionUpdated), err)
 		return
 	}
-	s.mutate(c, routes.Mutation{Action: routes.ActionUpdated, Key: k, URL: req.URL, ChangedBy: changedBy(c, req.ChangedBy), IfRevision: ifRev}, nb)
+	s.mutate(c, routes.Mutation{Action: routes.ActionUpdated, Key: k, URL: req.URL, ChangedBy: changedBy(c, req.ChangedBy), IfRevision: ifRev}, t)
 }
 
 func (s *Server) activateRoute(c *gin.Context)   { s.setState(c, routes.ActionActivated) }
@@ -211,15 +226,15 @@ func (s *Server) setState(c *gin.Context, action routes.Action) {
 	if err == nil {
 		err = decodeJSON(c, &req, true)
 	}
-	var nb *notBefore
+	var t timing
 	if err == nil {
-		nb, err = parseNotBefore(req.NotBefore, time.Now())
+		t, err = req.timingFields.parse()
 	}
 	if err != nil {
 		s.fail(c, string(action), err)
 		return
 	}
-	s.mutate(c, routes.Mutation{Action: action, Key: k, ChangedBy: changedBy(c, req.ChangedBy), IfRevision: ifRev}, nb)
+	s.mutate(c, routes.Mutation{Action: action, Key: k, ChangedBy: changedBy(c, req.ChangedBy), IfRevision: ifRev}, t)
 }
 
 // rollbackRoute restores the url and active state of an earlier revision
@@ -238,16 +253,16 @@ func (s *Server) rollbackRoute(c *gin.Context) {
 	if err == nil && req.Revision < 1 {
 		err = InvalidArgument("revision must be a revision of the route (1 or more)")
 	}
-	var nb *notBefore
+	var t timing
 	if err == nil {
-		nb, err = parseNotBefore(req.NotBefore, time.Now())
+		t, err = req.timingFields.parse()
 	}
 	if err != nil {
 		s.fail(c, action, err)
 		return
 	}
 	s.mutate(c, routes.Mutation{Action: routes.ActionRolledBack, Key: k, RollbackTo: req.Revision,
-		ChangedBy: changedBy(c, req.ChangedBy), IfRevision: ifRev}, nb)
+		ChangedBy: changedBy(c, req.ChangedBy), IfRevision: ifRev}, t)
 }
 
 // ifMatch reads the If-Match header: the revision the route must have for

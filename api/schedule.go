@@ -4,15 +4,12 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
-	"go.uber.org/zap"
 
 	"github.com/trafficmanager/trafficmanager/routes"
 	"github.com/trafficmanager/trafficmanager/workflows"
@@ -59,26 +56,146 @@ func (nb *notBefore) requestHash(m routes.Mutation) string {
 	}{m, nb.at})
 }
 
-// scheduledResponse is the 202 answer of a scheduled write.
-type scheduledResponse struct {
-	WorkflowID string    `json:"workflow_id"`
-	RunID      string    `json:"run_id"`
-	Status     string    `json:"status"`
-	NotBefore  time.Time `json:"not_before"`
+// maxRevertAfter and minRevertAfter bound a write's revert_after.
+const (
+	minRevertAfter = time.Second
+	maxRevertAfter = 30 * 24 * time.Hour
+)
+
+// parseRevertAfter validates a body's revert_after; "" is 0 (no revert).
+func parseRevertAfter(v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < minRevertAfter || d > maxRevertAfter {
+		return 0, InvalidArgument("revert_after must be a Go duration from 1s to 720h (30 days), as in 90m")
+	}
+	return d, nil
 }
 
-// schedule starts (or joins) the scheduled mutation's workflow with
-// update-with-start and answers 202 once its commit update is accepted:
-// conflicts and a missing route are decided when it applies, and show in
-// the mutation's status.
-func (s *Server) schedule(ctx context.Context, c *gin.Context, wfID string, in workflows.MutationInput) (int, any, error) {
-	startOp := s.o.Temporal.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
+// errRevertCreate answers a revert_after on a create or a batch of them.
+var errRevertCreate = InvalidArgument("revert_after needs a previous state: a create has none")
+
+// timing is when a write applies (not_before) and whether it is put back
+// (revert_after).
+type timing struct {
+	nb          *notBefore
+	revertAfter time.Duration
+}
+
+// parseTiming validates a body's not_before and revert_after.
+func parseTiming(notBeforeV, revertAfterV string, now time.Time) (timing, error) {
+	nb, err := parseNotBefore(notBeforeV, now)
+	if err != nil {
+		return timing{}, err
+	}
+	d, err := parseRevertAfter(revertAfterV)
+	return timing{nb: nb, revertAfter: d}, err
+}
+
+// requestHash fingerprints m with its timing, so the same Idempotency-Key
+// with another not_before or revert_after is another request. A write
+// without a revert_after hashes as before revert_after existed.
+func (t timing) requestHash(m routes.Mutation) string {
+	if t.revertAfter == 0 {
+		return t.nb.requestHash(m)
+	}
+	var at *time.Time
+	if t.nb != nil {
+		at = &t.nb.at
+	}
+	return workflows.RequestHash(struct {
+		Mutation    routes.Mutation `json:"mutation"`
+		NotBefore   *time.Time      `json:"not_before,omitempty"`
+		RevertAfter time.Duration   `json:"revert_after"`
+	}{m, at, t.revertAfter})
+}
+
+// requester is the principal of the request as the workflows record it:
+// nil with TM_AUTH=off, where there are no identities.
+func requester(c *gin.Context) *workflows.Actor {
+	id := PrincipalID(c)
+	if id == "" {
+		return nil
+	}
+	return &workflows.Actor{ID: id, Name: PrincipalName(c)}
+}
+
+// PrincipalID returns the authenticated token's id, or "" (TM_AUTH=off).
+func PrincipalID(c *gin.Context) string {
+	if v, ok := c.Get("principal_id"); ok {
+		if s, ok := v.(string); ok {
+			return s
+		}
+	}
+	return ""
+}
+
+// initialState is the TmStatus a mutation starts with.
+func initialState(approval *workflows.Approval, nb *time.Time) string {
+	switch {
+	case approval != nil:
+		return workflows.StateAwaitingApproval
+	case nb != nil:
+		return workflows.StateScheduled
+	}
+	return workflows.StateRunning
+}
+
+// startOptions are the options every mutation workflow starts with: the
+// route's search attributes plus TmStatus, and a memo of what a listing
+// shows without querying each workflow (not_before, requested_by).
+func (s *Server) startOptions(wfID string, attrs temporal.SearchAttributes, state string, nb *time.Time, by *workflows.Actor) client.StartWorkflowOptions {
+	memo := map[string]any{}
+	if nb != nil {
+		memo["not_before"] = nb.UTC()
+	}
+	if by != nil {
+		memo["requested_by"] = by
+	}
+	o := client.StartWorkflowOptions{
 		ID:                       wfID,
 		TaskQueue:                s.o.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		TypedSearchAttributes:    workflows.SearchAttributes(in.Mutation),
-	}, workflows.WorkflowType, in)
+		TypedSearchAttributes:    temporal.NewSearchAttributes(attrs.Copy(), workflows.AttrStatus.ValueSet(state)),
+	}
+	if len(memo) > 0 {
+		o.Memo = memo
+	}
+	return o
+}
+
+// gatedResponse is the 202 answer of a write that waits: for its time
+// (scheduled) or for an approver (awaiting_approval).
+type gatedResponse struct {
+	WorkflowID string     `json:"workflow_id"`
+	RunID      string     `json:"run_id"`
+	Status     string     `json:"status"`
+	NotBefore  *time.Time `json:"not_before,omitempty"`
+}
+
+// gated describes a waiting write to schedule: its workflow, its start
+// options and how to answer a repeated request once the workflow ended.
+type gated struct {
+	wfType      string
+	input       any
+	opts        client.StartWorkflowOptions
+	requestHash string
+	state       string
+	notBefore   *time.Time
+	// finished answers a repeated request of a workflow that has ended.
+	finished func(ctx context.Context) (int, any, error)
+}
+
+// schedule starts (or joins) a waiting mutation's workflow with
+// update-with-start and answers 202 once its commit update is accepted:
+// conflicts and a missing route are decided when it applies, and show in
+// the mutation's status.
+func (s *Server) schedule(ctx context.Context, c *gin.Context, g gated) (int, any, error) {
+	startOp := s.o.Temporal.NewWithStartWorkflowOperation(g.opts, g.wfType, g.input)
+	wfID := g.opts.ID
 	handle, err := s.o.Temporal.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
 		StartWorkflowOperation: startOp,
 		UpdateOptions: client.UpdateWorkflowOptions{
@@ -90,86 +207,85 @@ func (s *Server) schedule(ctx context.Context, c *gin.Context, wfID string, in w
 	if err != nil {
 		if temporal.IsWorkflowExecutionAlreadyStartedError(err) {
 			// Same Idempotency-Key, and that mutation has ended.
-			resp, err := s.finished(ctx, wfID, in.RequestHash)
-			return mutationStatusCode(resp.Action, resp.Changed), resp, err
+			return g.finished(ctx)
 		}
 		return 0, nil, temporalError(err)
 	}
-	var st workflows.Status
+	var st struct {
+		RequestHash string `json:"request_hash"`
+		State       string `json:"state"`
+	}
+	state := g.state
 	if v, err := s.o.Temporal.QueryWorkflow(ctx, wfID, handle.RunID(), workflows.StatusQuery); err == nil && v.Get(&st) == nil {
-		if !sameRequest(st.RequestHash, in.RequestHash) {
+		if !sameRequest(st.RequestHash, g.requestHash) {
 			return 0, nil, errKeyReused
+		}
+		if st.State == workflows.StateScheduled || st.State == workflows.StateAwaitingApproval {
+			state = st.State // a repeated request: where the first one stands now
 		}
 	}
 	c.Header("Location", "/api/v1/mutations/"+wfID)
-	return http.StatusAccepted, scheduledResponse{
-		WorkflowID: wfID, RunID: handle.RunID(), Status: workflows.StateScheduled, NotBefore: *in.NotBefore,
-	}, nil
+	return http.StatusAccepted, gatedResponse{WorkflowID: wfID, RunID: handle.RunID(), Status: state, NotBefore: g.notBefore}, nil
 }
 
-// scheduledStatus is a mutation's status name: Temporal's, but scheduled
-// while it waits for its time and cancelled once cancelled.
-func scheduledStatus(temporalStatus, state string) string {
+// statusOf is a mutation's status name: Temporal's execution status,
+// refined by where the workflow says it stands (state) and whether its
+// commit was rejected (errType).
+func statusOf(temporalStatus, state, errType string) string {
 	switch state {
-	case workflows.StateScheduled:
-		if temporalStatus == "running" {
-			return workflows.StateScheduled
+	case workflows.StateCancelled, workflows.StateDenied, workflows.StateExpired:
+		return state
+	}
+	switch temporalStatus {
+	case "running":
+		switch state {
+		case workflows.StateScheduled, workflows.StateAwaitingApproval, workflows.StateRevertPending:
+			return state
 		}
-	case workflows.StateCancelled:
-		return workflows.StateCancelled
+	case "completed":
+		if errType != "" {
+			return workflows.StateDenied // a rejected commit
+		}
 	}
 	return temporalStatus
 }
 
-// errNotPending answers a cancel of a mutation that has applied or ended.
-var errNotPending = &Error{Status: http.StatusConflict, Code: "mutation_not_pending",
-	Message: "the mutation is not scheduled any more: it has applied or ended"}
+// endedWithout is the answer to a repeated request whose mutation ended
+// without applying (state), nil when it did not.
+func endedWithout(state string) error {
+	switch state {
+	case workflows.StateCancelled:
+		return Conflict("the mutation with this Idempotency-Key was cancelled; send a new key")
+	case workflows.StateDenied:
+		return Conflict("the mutation with this Idempotency-Key was rejected by an approver; send a new key")
+	case workflows.StateExpired:
+		return Conflict("the mutation with this Idempotency-Key expired waiting for approval; send a new key")
+	}
+	return nil
+}
 
-// cancelMutation is POST /api/v1/mutations/{workflow_id}/cancel: it cancels
-// a scheduled single write before it applies, and answers its status.
-func (s *Server) cancelMutation(c *gin.Context) {
-	id := strings.TrimPrefix(c.Param("id"), "/")
-	wfID, ok := strings.CutSuffix(id, "/cancel")
-	parts := strings.Split(wfID, "/")
-	if !ok || len(wfID) > 512 || len(parts) != 7 || parts[0] != "route" || Authorize(c, parts[1], false) != nil {
-		WriteError(c, nil, MutationNotFound("no mutation "+truncate(wfID)))
-		return
-	}
-	if err := Authorize(c, parts[1], true); err != nil {
-		WriteError(c, s.log, err)
-		return
-	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), 5*time.Second)
-	defer cancel()
-	info, found := s.describe(c, ctx, wfID)
-	if !found {
-		return
-	}
-	if info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-		WriteError(c, nil, errNotPending)
-		return
-	}
-	runID := info.GetExecution().GetRunId()
-	handle, err := s.o.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: wfID, RunID: runID, UpdateName: workflows.CancelUpdate,
-		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	var st workflows.Status
-	if err == nil {
-		err = handle.Get(ctx, &st)
-	}
+// didNotApply maps a commit update that failed with one of the workflow's
+// own (non-commit) error types: the mutation ended without applying
+// (cancelled, rejected, expired), which is a 409, never a 500. The status
+// says which.
+func (s *Server) didNotApply(ctx context.Context, wfID string, err error) error {
 	var appErr *temporal.ApplicationError
-	var nf *serviceerror.NotFound
-	switch {
-	case errors.As(err, &appErr) && appErr.Type() == workflows.ErrTypeNotPending, errors.As(err, &nf):
-		WriteError(c, nil, errNotPending) // applied, or ended meanwhile
-		return
-	case err != nil:
-		WriteError(c, s.log.With(zap.String("workflow_id", wfID)), temporalError(err))
-		return
+	if !errors.As(err, &appErr) || rejection(appErr.Type(), appErr.Message()) != nil {
+		return err
 	}
-	c.JSON(http.StatusOK, mutationStatus{
-		WorkflowID: wfID, RunID: runID, Status: workflows.StateCancelled,
-		Action: st.Action, Route: st.Key, EventID: st.EventID, Steps: st.Steps, NotBefore: st.NotBefore,
-	})
+	if appErr.Type() == workflows.ErrTypeCancelled {
+		return endedWithout(workflows.StateCancelled)
+	}
+	var st struct {
+		State string `json:"state"`
+	}
+	if desc, derr := s.o.Temporal.DescribeWorkflowExecution(ctx, wfID, ""); derr == nil {
+		info := desc.GetWorkflowExecutionInfo()
+		if s.workflowStatus(ctx, wfID, info.GetExecution().GetRunId(), info.GetStatus(), &st) == nil {
+			if e := endedWithout(st.State); e != nil {
+				return e
+			}
+		}
+	}
+	return Conflict("the mutation with this Idempotency-Key did not apply; see GET /api/v1/mutations/" + wfID)
 }

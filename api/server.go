@@ -63,6 +63,9 @@ type Options struct {
 	// Resilience guards reads (Postgres) and audit queries (MongoDB) with
 	// breakers and bulkheads; nil builds a private registry.
 	Resilience *resilience.Registry
+	// Policies are the tenants' approval policies; nil: no write waits
+	// for approval and the policy endpoints answer 503.
+	Policies Policies
 	// NewID returns fresh ids (event ids, workflow keys); uuid v4 by default.
 	NewID func() string
 }
@@ -159,6 +162,7 @@ func (s *Server) Handler() http.Handler {
 		v1.Use(RequireToken(s.o.Auth, s.log))
 	}
 	s.registerTokens(v1)
+	s.registerPolicies(v1)
 	v1.POST("/routes", s.createRoute)
 	v1.POST("/routes/batch", s.createBatch)
 	v1.GET("/routes", s.listRoutes)
@@ -168,8 +172,9 @@ func (s *Server) Handler() http.Handler {
 	v1.POST("/routes/:tenant/:service/:env/:version/activate", s.activateRoute)
 	v1.POST("/routes/:tenant/:service/:env/:version/deactivate", s.deactivateRoute)
 	v1.POST("/routes/:tenant/:service/:env/:version/rollback", s.rollbackRoute)
+	v1.GET("/mutations", s.listMutations)
 	v1.GET("/mutations/*id", s.getMutation)
-	v1.POST("/mutations/*id", s.cancelMutation)
+	v1.POST("/mutations/*id", s.decideMutation)
 	RegisterAudit(v1, s.o.Audit, s.log)
 	return r
 }

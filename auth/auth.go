@@ -29,16 +29,17 @@ const (
 	RoleAdmin    Role = "admin"    // every tenant, token management
 	RoleWriter   Role = "writer"   // mutations and reads for its tenants
 	RoleReader   Role = "reader"   // reads and audit for its tenants
+	RoleApprover Role = "approver" // reads, audit and approve/reject for its tenants
 	RoleResolver Role = "resolver" // resolve only (TM_RESOLVER_AUTH=on)
 )
 
 // ParseRole validates a role name.
 func ParseRole(s string) (Role, error) {
 	switch r := Role(s); r {
-	case RoleAdmin, RoleWriter, RoleReader, RoleResolver:
+	case RoleAdmin, RoleWriter, RoleReader, RoleApprover, RoleResolver:
 		return r, nil
 	}
-	return "", routes.Invalid("role", "must be admin, writer, reader or resolver")
+	return "", routes.Invalid("role", "must be admin, writer, reader, approver or resolver")
 }
 
 // Principal is an authenticated token.
@@ -60,10 +61,24 @@ func (p *Principal) Allows(tenant string, write bool) bool {
 		return true
 	case RoleWriter:
 		return slices.Contains(p.TenantList, tenant)
-	case RoleReader:
+	case RoleReader, RoleApprover:
 		return !write && slices.Contains(p.TenantList, tenant)
 	}
 	return false // a resolver token only resolves (see Resolves)
+}
+
+// Approves reports whether the principal may approve or reject tenant's
+// mutations that wait for approval: an admin, or an approver of the
+// tenant. A writer never approves, not even its own tenant's changes (four
+// eyes: whoever may change a route alone is not the second pair).
+func (p *Principal) Approves(tenant string) bool {
+	switch p.Role {
+	case RoleAdmin:
+		return true
+	case RoleApprover:
+		return slices.Contains(p.TenantList, tenant)
+	}
+	return false
 }
 
 // Resolves reports whether the principal may resolve tenant's routes on a

@@ -25,6 +25,7 @@ import (
 	"github.com/trafficmanager/trafficmanager/config"
 	"github.com/trafficmanager/trafficmanager/events"
 	"github.com/trafficmanager/trafficmanager/observability"
+	"github.com/trafficmanager/trafficmanager/policies"
 	"github.com/trafficmanager/trafficmanager/resilience"
 	"github.com/trafficmanager/trafficmanager/routes"
 	"github.com/trafficmanager/trafficmanager/schema"
@@ -96,6 +97,14 @@ func newAPICmd() *cobra.Command {
 // once the listener accepts connections.
 func runAPI(ctx context.Context, cfg config.Config, log *zap.Logger, pool *pgxpool.Pool, tc client.Client, mc *mongo.Client, ready chan<- struct{}) error {
 	log = log.Named("api")
+	// Every mutation starts with its TmStatus: make sure the namespace has
+	// it even when this api runs ahead of a worker that would add it (in
+	// the background: Temporal may be down now, and the api serves anyway).
+	go func() {
+		if err := worker.EnsureSearchAttributes(ctx, tc, cfg.TemporalNamespace); err != nil {
+			log.Warn("search attributes not registered", zap.Error(err))
+		}
+	}()
 	reg := observability.NewRegistry()
 	store := routes.NewStore(pool)
 	opts := api.Options{
@@ -122,6 +131,9 @@ func runAPI(ctx context.Context, cfg config.Config, log *zap.Logger, pool *pgxpo
 	} else {
 		log.Warn("authentication is off (TM_AUTH=off)")
 	}
+	pols := policies.NewSnapshot(policies.NewStore(pool), log.Named("policies"))
+	go pols.Run(ctx) // loaded at once, then every policies.RefreshEvery; writes answer 503 until the first load
+	opts.Policies = pols
 	if mc != nil {
 		auditStore := audit.NewStore(mc.Database(cfg.MongoDatabase), audit.WithLazyIndexes(cfg.AuditRetention, log))
 		auditStore.TryEnsureIndexes() // in the background, retried on use: MongoDB may be down now
