@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
@@ -120,4 +121,102 @@ func TestRouteBatchConflictRejectsTheWholeBatch(t *testing.T) {
 	require.Empty(t, f.aud.docs)
 	_, err = f.store.Get(context.Background(), ms[0].Key)
 	require.ErrorIs(t, err, routes.ErrNotFound, "nothing of the batch was created")
+}
+
+func TestABatchBehindAnApprovalCreatesItsRoutesOnceApproved(t *testing.T) {
+	f := newFixture(t)
+	env := scheduledAt(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC))
+	tm := f.tmStatus(env)
+	tenant := testenv.Name(t, "team")
+	ms := creations(tenant, 3)
+	self := send(env, time.Hour, workflows.ApproveUpdate, "approve-self", workflows.Decision{By: *alice})
+	waiting := status[workflows.BatchStatus](t, env, 2*time.Hour)
+	var createdEarly bool
+	env.RegisterDelayedCallback(func() {
+		_, err := f.store.Get(context.Background(), ms[0].Key)
+		createdEarly = err == nil
+	}, 2*time.Hour)
+	ok := send(env, 3*time.Hour, workflows.ApproveUpdate, "approve", workflows.Decision{By: bob, Comment: "ok"})
+
+	st, ur := f.runBatch(t, env, workflows.BatchInput{Mutations: ms, BatchID: "b-approved", Approval: approval(72 * time.Hour), RequestedBy: alice})
+
+	require.Equal(t, workflows.ErrTypeSelfApproval, errType(t, self.rejected))
+	require.Equal(t, workflows.StateAwaitingApproval, waiting.State)
+	require.Equal(t, alice, waiting.RequestedBy)
+	require.False(t, createdEarly)
+	require.NoError(t, ok.err)
+	require.Equal(t, &bob, ok.value.(workflows.BatchStatus).ApprovedBy)
+	require.NoError(t, ur.err)
+	require.Len(t, ur.out.Results, 3)
+	require.Equal(t, 3, st.Created)
+	require.Equal(t, &bob, st.ApprovedBy)
+	require.Equal(t, workflows.Steps{Committed: "done", Invalidated: "done", Published: "done", Audited: "done"}, st.Steps)
+	require.Len(t, f.aud.docs, 3)
+	for _, d := range f.aud.docs {
+		require.Equal(t, "alice", d.Metadata.RequestedBy)
+		require.Equal(t, "bob", d.Metadata.ApprovedBy)
+	}
+	require.Equal(t, []string{workflows.StateRunning, workflows.StateCompleted}, *tm)
+}
+
+func TestABatchThatIsRejectedExpiresOrIsCancelledCreatesNothing(t *testing.T) {
+	start := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	nb := start.Add(24 * time.Hour)
+	tests := []struct {
+		name    string
+		in      workflows.BatchInput
+		update  string
+		state   string
+		errType string
+	}{
+		{"a rejected batch", workflows.BatchInput{Approval: approval(72 * time.Hour)}, workflows.RejectUpdate, workflows.StateDenied, workflows.ErrTypeDenied},
+		{"an expired batch", workflows.BatchInput{Approval: approval(72 * time.Hour)}, "", workflows.StateExpired, workflows.ErrTypeExpired},
+		{"a batch cancelled while awaiting approval", workflows.BatchInput{Approval: approval(72 * time.Hour)}, workflows.CancelUpdate, workflows.StateCancelled, workflows.ErrTypeCancelled},
+		{"a scheduled batch cancelled", workflows.BatchInput{NotBefore: &nb}, workflows.CancelUpdate, workflows.StateCancelled, workflows.ErrTypeCancelled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			env := scheduledAt(start)
+			tm := f.tmStatus(env)
+			ms := creations(testenv.Name(t, "team"), 2)
+			in := tt.in
+			in.Mutations, in.BatchID, in.RequestedBy = ms, "b-"+tt.state, alice
+			var u *sent
+			switch tt.update {
+			case workflows.RejectUpdate:
+				u = send(env, time.Hour, tt.update, "u", workflows.Decision{By: bob})
+			case workflows.CancelUpdate:
+				u = send(env, time.Hour, tt.update, "u")
+			}
+
+			st, ur := f.runBatch(t, env, in)
+
+			if u != nil {
+				require.NoError(t, u.rejected)
+				require.NoError(t, u.err)
+			}
+			require.Equal(t, tt.state, st.State)
+			require.Equal(t, tt.errType, errType(t, ur.err))
+			require.Equal(t, workflows.Steps{Committed: "skipped", Invalidated: "skipped", Published: "skipped", Audited: "skipped"}, st.Steps)
+			require.Equal(t, []string{tt.state}, *tm)
+			_, err := f.store.Get(context.Background(), ms[0].Key)
+			require.ErrorIs(t, err, routes.ErrNotFound)
+			require.Empty(t, f.aud.docs)
+		})
+	}
+}
+
+func TestACancelOfABatchThatIsNotPendingIsRejected(t *testing.T) {
+	f := newFixture(t)
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	c := send(env, 0, workflows.CancelUpdate, "cancel")
+
+	st, ur := f.runBatch(t, env, workflows.BatchInput{Mutations: creations(testenv.Name(t, "team"), 2), BatchID: "b-now"})
+
+	require.Equal(t, workflows.ErrTypeNotPending, errType(t, c.rejected))
+	require.NoError(t, ur.err)
+	require.Equal(t, 2, st.Created)
+	require.Empty(t, st.State)
 }
