@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -91,4 +92,21 @@ func BenchmarkPublishOne(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func TestEventsCarryWhoRequestedAndWhoApprovedAChange(t *testing.T) {
+	e := event(1)
+	e.RequestedBy, e.ApprovedBy = "alice", "bob"
+	b, err := json.Marshal(e)
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"requested_by":"alice"`)
+	require.Contains(t, string(b), `"approved_by":"bob"`)
+	got, err := events.Decode(b)
+	require.NoError(t, err)
+	require.Equal(t, e, got)
+
+	b, err = json.Marshal(event(2))
+	require.NoError(t, err)
+	require.NotContains(t, string(b), "requested_by", "omitted when nobody approved the change")
+	require.NotContains(t, string(b), "approved_by")
 }
