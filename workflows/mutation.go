@@ -124,6 +124,8 @@ type CommitOutput struct {
 	Result      routes.Result `json:"result"`
 	EventID     string        `json:"event_id"`
 	RequestHash string        `json:"request_hash,omitempty"`
+	// RevertAt is when a time-boxed change (RevertAfter) will be reverted.
+	RevertAt *time.Time `json:"revert_at,omitempty"`
 }
 
 // Retry policies, explicit and documented in docs/temporal.md.
@@ -265,7 +267,7 @@ func (m *mutation) awaitCommit(ctx workflow.Context) (CommitOutput, error) {
 	if m.commitErr != nil {
 		return CommitOutput{}, m.commitErr
 	}
-	return CommitOutput{Result: *m.status.Result, EventID: m.in.EventID, RequestHash: m.in.RequestHash}, nil
+	return CommitOutput{Result: *m.status.Result, EventID: m.in.EventID, RequestHash: m.in.RequestHash, RevertAt: m.status.RevertAt}, nil
 }
 
 func (m *mutation) commit(ctx workflow.Context) (routes.Result, error) {

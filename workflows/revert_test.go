@@ -41,6 +41,7 @@ func TestATimeBoxedChangeIsRevertedAfterItsTime(t *testing.T) {
 
 	require.NoError(t, ur.err)
 	require.EqualValues(t, 2, ur.out.Result.Route.Revision, "the commit update answers the change, not the revert")
+	require.Equal(t, start.Add(time.Hour), *ur.out.RevertAt)
 	require.Equal(t, "https://fallback.example", during.URL)
 	require.Equal(t, workflows.StateRevertPending, waiting.State)
 	require.Equal(t, workflows.RevertPending, waiting.Revert.State)
