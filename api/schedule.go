@@ -211,17 +211,27 @@ func (s *Server) schedule(ctx context.Context, c *gin.Context, g gated) (int, an
 		}
 		return 0, nil, temporalError(err)
 	}
+	// A repeated request may find the update of the first one already
+	// done (its outcome is kept): the mutation has moved on or ended.
+	if desc, err := s.o.Temporal.DescribeWorkflowExecution(ctx, wfID, handle.RunID()); err == nil &&
+		desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return g.finished(ctx)
+	}
 	var st struct {
 		RequestHash string `json:"request_hash"`
 		State       string `json:"state"`
+		ErrorType   string `json:"error_type"`
 	}
 	state := g.state
 	if v, err := s.o.Temporal.QueryWorkflow(ctx, wfID, handle.RunID(), workflows.StatusQuery); err == nil && v.Get(&st) == nil {
 		if !sameRequest(st.RequestHash, g.requestHash) {
 			return 0, nil, errKeyReused
 		}
-		if st.State == workflows.StateScheduled || st.State == workflows.StateAwaitingApproval {
-			state = st.State // a repeated request: where the first one stands now
+		if err := endedWithout(st.State); err != nil {
+			return 0, nil, err
+		}
+		if st.State != "" || st.ErrorType != "" {
+			state = statusOf("running", st.State, st.ErrorType) // where the first request stands now
 		}
 	}
 	c.Header("Location", "/api/v1/mutations/"+wfID)
