@@ -59,7 +59,8 @@ type Decision struct {
 
 // Approval asks a mutation to wait for a decision before it applies.
 type Approval struct {
-	// Timeout ends the wait with StateExpired.
+	// Timeout ends the wait with StateExpired (zero or less: no expiry;
+	// the API always sets one).
 	Timeout time.Duration `json:"timeout"`
 }
 
@@ -143,6 +144,9 @@ var skippedSteps = Steps{StepSkipped, StepSkipped, StepSkipped, StepSkipped}
 // without committing (rejected, expired or cancelled; the status says
 // which). A mutation that has nothing to wait for adds no command.
 func (g *gate) wait(ctx workflow.Context) (ended bool, err error) {
+	if nb := g.notBefore; nb != nil && nb.After(workflow.Now(ctx)) {
+		*g.view.notBefore = nb // reported while awaiting approval too
+	}
 	if g.approval != nil {
 		g.waited = true
 		*g.view.state = StateAwaitingApproval

@@ -200,6 +200,7 @@ func TestAnApprovedMutationThenWaitsForItsNotBefore(t *testing.T) {
 	tm := f.tmStatus(env)
 	nb := start.Add(10 * time.Hour)
 	m := create(testenv.Name(t, "team"), "https://payments.example/v2")
+	awaiting := status[workflows.Status](t, env, 30*time.Minute)
 	ok := send(env, time.Hour, workflows.ApproveUpdate, "approve", workflows.Decision{By: bob})
 	waiting := status[workflows.Status](t, env, 5*time.Hour)
 	var committedEarly bool
@@ -211,6 +212,8 @@ func TestAnApprovedMutationThenWaitsForItsNotBefore(t *testing.T) {
 	st, ur := f.run(t, env, workflows.MutationInput{Mutation: m, EventID: "ev-approved-later", NotBefore: &nb, Approval: approval(72 * time.Hour), RequestedBy: alice})
 
 	require.NoError(t, ok.err)
+	require.Equal(t, workflows.StateAwaitingApproval, awaiting.State)
+	require.Equal(t, nb, *awaiting.NotBefore, "the status says when it would apply")
 	require.Equal(t, workflows.StateScheduled, ok.value.(workflows.Status).State, "the approval answers: scheduled")
 	require.Equal(t, workflows.StateScheduled, waiting.State)
 	require.Equal(t, nb, *waiting.NotBefore)
