@@ -17,8 +17,9 @@ import (
 	"go.temporal.io/sdk/client"
 )
 
-// SearchAttributes are registered on the dev server at start.
-var SearchAttributes = []string{"TmTenant", "TmService", "TmEnv", "TmVersion", "TmAction"}
+// SearchAttributes are registered on the dev server at start (the names of
+// workflows.SearchAttributeNames, which devstack does not import).
+var SearchAttributes = []string{"TmTenant", "TmService", "TmEnv", "TmVersion", "TmAction", "TmStatus"}
 
 // TemporalDynamicConfig tunes the dev server for latency (measured in
 // DESIGN.md): the transfer queue poll rate and single task-queue partitions.
