@@ -27,6 +27,7 @@ import (
 	"github.com/trafficmanager/trafficmanager/events"
 	"github.com/trafficmanager/trafficmanager/internal/testenv"
 	"github.com/trafficmanager/trafficmanager/observability"
+	"github.com/trafficmanager/trafficmanager/policies"
 	"github.com/trafficmanager/trafficmanager/routes"
 	"github.com/trafficmanager/trafficmanager/schema"
 	"github.com/trafficmanager/trafficmanager/worker"
@@ -61,6 +62,7 @@ type platformOptions struct {
 	rdb        *redis.Client // a Redis of the test's own; default the shared one
 	noWorker   bool          // the test runs its own worker (a process)
 	temporal   string        // a Temporal of the test's own (frontend address); default testenv.Temporal
+	policies   bool          // tenant approval policies on (the policy endpoints answer 503 without)
 }
 
 func startPlatform(t *testing.T, ackTimeout time.Duration) *platform {
@@ -127,6 +129,11 @@ func startPlatformWith(t *testing.T, o platformOptions) *platform {
 		p.admin = auth.NewSecret()
 		require.NoError(t, p.tokens.Ensure(ctx, "root", p.admin))
 		opts.Auth, opts.Tokens = auth.NewAuthenticator(p.tokens, log), p.tokens
+	}
+	if o.policies {
+		pols := policies.NewSnapshot(policies.NewStore(p.pool), log)
+		require.NoError(t, pols.Refresh(ctx))
+		opts.Policies = pols
 	}
 	if o.writeRPS > 0 {
 		opts.Limiter = api.NewTenantLimiter(o.writeRPS, o.burst)

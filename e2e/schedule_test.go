@@ -87,3 +87,40 @@ func TestABadNotBeforeIs400(t *testing.T) {
 		require.Contains(t, res.Body["error"].(map[string]any)["message"], "not_before")
 	}
 }
+
+// A scheduled write decides its preconditions when it applies: an If-Match
+// that a newer write made stale, and a route that does not exist, end the
+// mutation with a rejected commit whose error says why; nothing changes.
+func TestAScheduledWriteChecksIfMatchAndTheRouteWhenItApplies(t *testing.T) {
+	t.Parallel()
+	p := startPlatform(t, 10*time.Second)
+	k := routes.Key{Tenant: testenv.Name(t, "team"), Service: "payments", Env: "prod", Version: "v1"}
+	awaitCompleted(t, p, create(t, p, k, "https://a.example", true), "")
+
+	stale := p.do(t, "PUT", routePath(k), map[string]any{"url": "https://b.example", "not_before": fromNow(2 * time.Second)}, "If-Match", `"1"`)
+	require.Equal(t, http.StatusAccepted, stale.Status, stale.Raw)
+	missing := p.do(t, "POST", routePath(routes.Key{Tenant: k.Tenant, Service: "payments", Env: "prod", Version: "v9"})+"/activate",
+		map[string]any{"not_before": fromNow(2 * time.Second)})
+	require.Equal(t, http.StatusAccepted, missing.Status, "not-found is decided when it applies: %s", missing.Raw)
+	newer := p.do(t, "PUT", routePath(k), map[string]any{"url": "https://c.example"})
+	require.Equal(t, http.StatusOK, newer.Status, newer.Raw)
+
+	for wfID, code := range map[string]string{
+		stale.Body["workflow_id"].(string):   "precondition_failed",
+		missing.Body["workflow_id"].(string): "route_not_found",
+	} {
+		var st response
+		eventually(t, 30*time.Second, func() bool {
+			st = p.do(t, "GET", "/api/v1/mutations/"+wfID, nil)
+			steps, _ := st.Body["steps"].(map[string]any)
+			return steps["committed"] == "rejected" && st.Body["status"] != "running"
+		}, wfID+" is rejected when it applies")
+		require.Equal(t, "rejected", st.Body["status"], st.Raw)
+		require.Equal(t, code, errorCode(st), st.Raw)
+	}
+	got := p.do(t, "GET", routePath(k), nil)
+	require.Equal(t, "https://c.example", got.Body["url"], got.Raw)
+	require.EqualValues(t, 2, got.Body["revision"])
+	require.Len(t, p.eventsFor(t, k), 2)
+	requireConsistentTenant(t, p, k.Tenant)
+}
