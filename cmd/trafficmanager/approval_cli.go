@@ -60,7 +60,8 @@ type mutationStatusAnswer struct {
 	NotBefore   string            `json:"not_before"`
 	RequestedBy actorField        `json:"requested_by"`
 	ApprovedBy  actorField        `json:"approved_by"`
-	DecidedBy   actorField        `json:"decided_by"`
+	RejectedBy  actorField        `json:"rejected_by"`
+	Comment     string            `json:"comment"`
 	ExpiresAt   string            `json:"expires_at"`
 	RevertAt    string            `json:"revert_at"`
 	Revert      *struct {
@@ -77,8 +78,9 @@ type mutationStatusAnswer struct {
 
 // printMutationStatus prints a mutation status answer: the steps always,
 // then a column for each of the waiting fields the answer carries
-// (not_before, requested_by, approved_by, expires_at, revert_at, revert,
-// error), so a plain mutation's table stays as it was.
+// (not_before, requested_by, approved_by or rejected_by, comment,
+// expires_at, revert_at, revert, error), so a plain mutation's table stays
+// as it was.
 func printMutationStatus(w io.Writer, cf *clientFlags, raw json.RawMessage) error {
 	var out mutationStatusAnswer
 	if err := json.Unmarshal(raw, &out); err != nil {
@@ -98,9 +100,8 @@ func printMutationStatus(w io.Writer, cf *clientFlags, raw json.RawMessage) erro
 	optional("NOT BEFORE", out.NotBefore)
 	optional("REQUESTED BY", string(out.RequestedBy))
 	optional("APPROVED BY", string(out.ApprovedBy))
-	if out.ApprovedBy == "" {
-		optional("DECIDED BY", string(out.DecidedBy))
-	}
+	optional("REJECTED BY", string(out.RejectedBy))
+	optional("COMMENT", out.Comment)
 	optional("EXPIRES AT", out.ExpiresAt)
 	optional("REVERT AT", out.RevertAt)
 	if r := out.Revert; r != nil {

@@ -112,6 +112,7 @@ func TestMutationsListApproveAndReject(t *testing.T) {
 		require.Contains(t, lines[0], col)
 	}
 	require.NotContains(t, lines[0], "NOT BEFORE", "absent fields get no column")
+	require.NotContains(t, lines[0], "REJECTED BY")
 	require.Regexp(t, `\s+ci\s+alice\s+2026-12-02T10:00:00Z\s+pending$`, lines[1])
 
 	res = runCLI(t, bin, nil, append([]string{"mutations", "reject", awaitingWF}, flags...)...)
@@ -142,6 +143,9 @@ func TestMutationsStatusShowsWhatAWaitingMutationWaitsFor(t *testing.T) {
 		"GET /api/v1/mutations/route/team-a/payments/prod/v1/updated/k4": {200, `{"workflow_id":"route/team-a/payments/prod/v1/updated/k4","status":"completed","action":"updated",
 			"steps":{"committed":"done","invalidated":"done","published":"done","audited":"done"},
 			"revert_at":"2026-12-02T10:00:00Z","revert":{"state":"skipped","at":"2026-12-02T10:00:00Z","reason":"the route changed since (revision 4)"}}`},
+		"GET /api/v1/mutations/route/team-a/payments/prod/v1/updated/k5": {200, `{"workflow_id":"route/team-a/payments/prod/v1/updated/k5","status":"rejected","action":"updated",
+			"steps":{"committed":"skipped","invalidated":"skipped","published":"skipped","audited":"skipped"},
+			"requested_by":{"id":"t1","name":"ci"},"rejected_by":{"id":"t2","name":"alice"},"comment":"not during the freeze"}`},
 	})
 	res := runCLI(t, bin, nil, "mutations", "status", "--api-url", api, awaitingWF)
 	require.Equal(t, 0, res.code, "stdout %s stderr %s", res.stdout, res.stderr)
@@ -157,6 +161,11 @@ func TestMutationsStatusShowsWhatAWaitingMutationWaitsFor(t *testing.T) {
 	res = runCLI(t, bin, nil, "mutations", "status", "--api-url", api, "route/team-a/payments/prod/v1/updated/k4")
 	require.Equal(t, 0, res.code, "stdout %s stderr %s", res.stdout, res.stderr)
 	require.Contains(t, res.stdout, "skipped (the route changed since (revision 4))")
+
+	res = runCLI(t, bin, nil, "mutations", "status", "--api-url", api, "route/team-a/payments/prod/v1/updated/k5")
+	require.Equal(t, 0, res.code, "stdout %s stderr %s", res.stdout, res.stderr)
+	require.Regexp(t, `REQUESTED BY\s+REJECTED BY\s+COMMENT`, res.stdout)
+	require.Regexp(t, `rejected\s+updated.*ci\s+alice\s+not during the freeze`, res.stdout)
 }
 
 func TestTenantsPolicyGetAndSet(t *testing.T) {
