@@ -3,12 +3,14 @@ package e2e
 import (
 	"context"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/trafficmanager/trafficmanager/audit"
 	"github.com/trafficmanager/trafficmanager/auth"
@@ -79,6 +81,21 @@ func awaitMutationStatus(t *testing.T, p *platform, wfID, want string, headers .
 		return st.Body["status"] == want
 	}, "mutation "+wfID+" reaches status "+want)
 	return st
+}
+
+// recordClosedHistory waits until the workflow has closed, then records its
+// history (recordHistory; only with TM_RECORD_HISTORIES).
+func recordClosedHistory(t *testing.T, p *platform, wfID, name string) {
+	t.Helper()
+	if os.Getenv("TM_RECORD_HISTORIES") == "" {
+		return
+	}
+	eventually(t, 30*time.Second, func() bool {
+		d, err := p.tc.DescribeWorkflowExecution(context.Background(), wfID, "")
+		require.NoError(t, err)
+		return d.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
+	}, wfID+" closes")
+	recordHistory(t, p, wfID, name)
 }
 
 // auditMetadata returns the metadata of the audit document of eventID.
@@ -156,7 +173,7 @@ func TestAnApprovedWriteAppliesOnceAfterAnotherPrincipalApproves(t *testing.T) {
 	require.Equal(t, "alice", md.ApprovedBy)
 	late := ap.do(t, "POST", approve, nil, ap.approver...)
 	require.Equal(t, http.StatusConflict, late.Status, "approving an ended mutation: %s", late.Raw)
-	recordHistory(t, ap.platform, wfID, "approval_history.json")
+	recordClosedHistory(t, ap.platform, wfID, "approval_history.json")
 
 	// Four eyes also binds the admin: it cannot approve its own write.
 	own := ap.do(t, "POST", routePath(k)+"/deactivate", nil, ap.admin...)
@@ -207,7 +224,7 @@ func TestARejectedOrCancelledWriteAwaitingApprovalChangesNothing(t *testing.T) {
 	st := ap.awaitStatus(t, updID, "rejected")
 	require.NotEqual(t, "done", st.Body["steps"].(map[string]any)["committed"], st.Raw)
 	require.Equal(t, http.StatusConflict, ap.do(t, "POST", "/api/v1/mutations/"+updID+"/approve", nil, ap.approver...).Status, "a rejected write cannot be approved")
-	recordHistory(t, ap.platform, updID, "approval_rejected_history.json")
+	recordClosedHistory(t, ap.platform, updID, "approval_rejected_history.json")
 
 	deact := ap.do(t, "POST", routePath(k)+"/deactivate", nil, ap.writer...)
 	require.Equal(t, http.StatusAccepted, deact.Status, deact.Raw)
@@ -216,6 +233,7 @@ func TestARejectedOrCancelledWriteAwaitingApprovalChangesNothing(t *testing.T) {
 	require.Equal(t, http.StatusOK, c.Status, c.Raw)
 	require.Equal(t, "cancelled", c.Body["status"], c.Raw)
 	ap.awaitStatus(t, deactID, "cancelled")
+	recordClosedHistory(t, ap.platform, deactID, "approval_cancelled_history.json")
 
 	// A staging write of the same tenant needs no approval.
 	staging := routes.Key{Tenant: ap.tenant, Service: "payments", Env: "staging", Version: "v1"}
@@ -254,4 +272,51 @@ func TestTenantPoliciesAreAdminOnlyAndValidated(t *testing.T) {
 	res := ap.do(t, "PUT", path, good, ap.admin...)
 	require.Equal(t, http.StatusOK, res.Status, res.Raw)
 	require.Contains(t, res.Raw, "72h")
+}
+
+// A batch with a route in an env that needs approval waits as a whole and,
+// approved, creates every route once; a batch with a not_before creates its
+// routes at that time.
+func TestAnApprovedOrScheduledBatchCreatesItsRoutesOnce(t *testing.T) {
+	t.Parallel()
+	ap := startApprovalPlatform(t)
+	ap.requireApproval(t, "prod")
+	const n = 4 // svc-0..3, prod and staging alternately
+	res := ap.do(t, "POST", "/api/v1/routes/batch", batchBody(ap.tenant, n, func(i int) string { return "https://a.example" }), ap.writer...)
+	require.Equal(t, http.StatusAccepted, res.Status, res.Raw)
+	require.Equal(t, "awaiting_approval", res.Body["status"], res.Raw)
+	wfID := res.Body["workflow_id"].(string)
+	require.Equal(t, http.StatusNotFound, ap.do(t, "GET", routePath(batchKey(ap.tenant, 1)), nil, ap.admin...).Status, "nothing before the approval")
+	require.Equal(t, http.StatusForbidden, ap.do(t, "POST", "/api/v1/mutations/"+wfID+"/approve", nil, ap.writer...).Status)
+	ok := ap.do(t, "POST", "/api/v1/mutations/"+wfID+"/approve", nil, ap.approver...)
+	require.Equal(t, http.StatusOK, ok.Status, ok.Raw)
+	require.Equal(t, http.StatusConflict, ap.do(t, "POST", "/api/v1/mutations/"+wfID+"/approve", nil, ap.approver...).Status)
+	ap.awaitStatus(t, wfID, "completed")
+
+	sched := map[string]any{"routes": []map[string]any{
+		{"tenant": ap.tenant, "service": "later", "env": "staging", "version": "v1", "url": "https://a.example"},
+		{"tenant": ap.tenant, "service": "later", "env": "staging", "version": "v2", "url": "https://a.example"},
+	}, "not_before": fromNow(2 * time.Second)}
+	sres := ap.do(t, "POST", "/api/v1/routes/batch", sched, ap.writer...)
+	require.Equal(t, http.StatusAccepted, sres.Status, sres.Raw)
+	require.Equal(t, "scheduled", sres.Body["status"], sres.Raw)
+	schedID := sres.Body["workflow_id"].(string)
+	later := routes.Key{Tenant: ap.tenant, Service: "later", Env: "staging", Version: "v2"}
+	require.Equal(t, http.StatusNotFound, ap.do(t, "GET", routePath(later), nil, ap.admin...).Status, "nothing before its time")
+	ap.awaitStatus(t, schedID, "completed")
+	require.Equal(t, http.StatusOK, ap.do(t, "GET", routePath(later), nil, ap.admin...).Status)
+
+	for i := range n {
+		k := batchKey(ap.tenant, i)
+		got := ap.do(t, "GET", routePath(k), nil, ap.admin...)
+		require.Equal(t, http.StatusOK, got.Status, got.Raw)
+		require.EqualValues(t, 1, got.Body["revision"])
+		evs := ap.eventsFor(t, k)
+		require.Len(t, evs, 1, "one event for %v", k)
+		md := auditMetadata(t, ap.platform, evs[0].EventID)
+		require.Equal(t, "alice", md.ApprovedBy, "%v", k)
+	}
+	requireConsistentTenant(t, ap.platform, ap.tenant)
+	recordClosedHistory(t, ap.platform, wfID, "batch_approval_history.json")
+	recordClosedHistory(t, ap.platform, schedID, "batch_scheduled_history.json")
 }

@@ -72,7 +72,7 @@ func TestATimeBoxedChangeIsRevertedAfterItsTime(t *testing.T) {
 	eventually(t, 10*time.Second, func() bool { return p.auditDocs(t, evs[2].EventID) == 1 }, "the revert's audit document")
 	require.Equal(t, []int64{1, 2, 3}, auditRevisions(t, p, k))
 	requireConsistentTenant(t, p, k.Tenant)
-	recordHistory(t, p, wfID, "revert_history.json")
+	recordClosedHistory(t, p, wfID, "revert_history.json")
 
 	late := p.do(t, "POST", "/api/v1/mutations/"+wfID+"/cancel", nil)
 	require.Equal(t, http.StatusConflict, late.Status, "a revert that happened cannot be cancelled: %s", late.Raw)
@@ -103,7 +103,7 @@ func TestARevertIsSkippedWhenTheRouteChangedMeanwhile(t *testing.T) {
 	require.Len(t, p.eventsFor(t, k), 3, "create, deactivate, update: no revert")
 	require.Equal(t, []int64{1, 2, 3}, auditRevisions(t, p, k))
 	requireConsistentTenant(t, p, k.Tenant)
-	recordHistory(t, p, wfID, "revert_skipped_history.json")
+	recordClosedHistory(t, p, wfID, "revert_skipped_history.json")
 }
 
 // A pending revert can be cancelled: the change stays.
@@ -132,6 +132,7 @@ func TestACancelledRevertLeavesTheChangeInPlace(t *testing.T) {
 	again := p.do(t, "POST", "/api/v1/mutations/"+wfID+"/cancel", nil)
 	require.Equal(t, http.StatusConflict, again.Status, again.Raw)
 	requireConsistentTenant(t, p, k.Tenant)
+	recordClosedHistory(t, p, wfID, "revert_cancelled_history.json")
 }
 
 // Bad not_before and revert_after are refused at once, and nothing starts.

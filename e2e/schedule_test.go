@@ -41,6 +41,7 @@ func TestAScheduledWriteAppliesAtItsTime(t *testing.T) {
 	require.Len(t, evs, 2, "the create's event and the scheduled update's")
 	require.Equal(t, done.Body["event_id"], evs[1].EventID)
 	require.EqualValues(t, 1, p.auditDocs(t, evs[1].EventID))
+	recordClosedHistory(t, p, wfID, "scheduled_history.json")
 
 	late := p.do(t, "POST", "/api/v1/mutations/"+wfID+"/cancel", nil)
 	require.Equal(t, http.StatusConflict, late.Status, late.Raw)
@@ -105,8 +106,9 @@ func TestAScheduledWriteChecksIfMatchAndTheRouteWhenItApplies(t *testing.T) {
 	newer := p.do(t, "PUT", routePath(k), map[string]any{"url": "https://c.example"})
 	require.Equal(t, http.StatusOK, newer.Status, newer.Raw)
 
+	staleID := stale.Body["workflow_id"].(string)
 	for wfID, code := range map[string]string{
-		stale.Body["workflow_id"].(string):   "precondition_failed",
+		staleID:                              "precondition_failed",
 		missing.Body["workflow_id"].(string): "route_not_found",
 	} {
 		var st response
@@ -118,6 +120,7 @@ func TestAScheduledWriteChecksIfMatchAndTheRouteWhenItApplies(t *testing.T) {
 		require.Equal(t, "rejected", st.Body["status"], st.Raw)
 		require.Equal(t, code, errorCode(st), st.Raw)
 	}
+	recordClosedHistory(t, p, staleID, "scheduled_precondition_failed_history.json")
 	got := p.do(t, "GET", routePath(k), nil)
 	require.Equal(t, "https://c.example", got.Body["url"], got.Raw)
 	require.EqualValues(t, 2, got.Body["revision"])
