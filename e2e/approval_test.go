@@ -16,8 +16,10 @@ import (
 
 	"github.com/trafficmanager/trafficmanager/audit"
 	"github.com/trafficmanager/trafficmanager/auth"
+	"github.com/trafficmanager/trafficmanager/internal/devstack"
 	"github.com/trafficmanager/trafficmanager/internal/testenv"
 	"github.com/trafficmanager/trafficmanager/routes"
+	"github.com/trafficmanager/trafficmanager/workflows"
 )
 
 // approvalPlatform is a platform with tokens and tenant policies on, and the
@@ -400,4 +402,13 @@ func jsonField(t *testing.T, s, name string) string {
 	require.NoError(t, json.Unmarshal([]byte(s), &m), s)
 	v, _ := m[name].(string)
 	return v
+}
+
+// The dev server and the cluster register devstack.SearchAttributes at
+// start; a mutation starts with every attribute of
+// workflows.SearchAttributeNames (TmStatus since waiting mutations), and a
+// missing one makes every write 503.
+func TestTheDevStackRegistersEverySearchAttributeOfTheWorkflows(t *testing.T) {
+	t.Parallel()
+	require.ElementsMatch(t, workflows.SearchAttributeNames, devstack.SearchAttributes)
 }
