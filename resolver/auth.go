@@ -17,7 +17,8 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, secret string) (*auth.Principal, error)
 }
 
-// RequireToken protects the resolve endpoint when TM_RESOLVER_AUTH=on: a
+// RequireToken protects the resolve endpoint and the watch stream when
+// TM_RESOLVER_AUTH=on (a watch of another tenant is 403): a
 // token of any role whose tenants include the route's tenant (admin: all).
 // A token that may not resolve a tenant gets 404 like a missing route, so
 // existence does not leak. Health and metrics stay open. Token lookups are
@@ -25,7 +26,12 @@ type Authenticator interface {
 func RequireToken(next http.Handler, a Authenticator) http.Handler {
 	const prefix = "/api/v1/resolve/"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, prefix) {
+		path, ok := strings.CutPrefix(r.URL.Path, prefix)
+		watch := false
+		if !ok {
+			path, watch = strings.CutPrefix(r.URL.Path, WatchPrefix) // the watch stream (watch_http.go)
+		}
+		if !ok && !watch {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -45,8 +51,12 @@ func RequireToken(next http.Handler, a Authenticator) http.Handler {
 			writeAuthError(w, httperr.Unavailable("cannot check the token right now"))
 			return
 		}
-		tenant, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, prefix), "/")
-		if !p.Resolves(tenant) {
+		tenant, _, _ := strings.Cut(path, "/")
+		switch {
+		case !p.Resolves(tenant) && watch:
+			writeAuthError(w, httperr.PermissionDenied("this token may not watch this tenant"))
+			return
+		case !p.Resolves(tenant):
 			writeAuthError(w, httperr.RouteNotFound("route not found"))
 			return
 		}

@@ -39,6 +39,7 @@ func (r *Resolver) Handler(reg *prometheus.Registry) http.Handler {
 		httperr.Write(c, nil, errors.New("panic"))
 	}))
 	g.GET(ResolvePrefix+"*key", r.serveResolve)
+	g.GET(WatchPrefix+":tenant", r.serveWatch) // watch_http.go
 	g.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	g.GET("/readyz", r.serveReady)
 	g.GET("/health/resilience", r.serveResilience)

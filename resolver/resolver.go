@@ -173,6 +173,8 @@ type Resolver struct {
 
 	ready    atomic.Bool
 	draining atomic.Bool
+
+	watch atomic.Pointer[watchHub] // the watch stream, once EnableWatch (watch.go)
 }
 
 // New builds a resolver from o.
@@ -260,7 +262,8 @@ func (r *Resolver) Close() { r.clock.Stop() }
 func (r *Resolver) MarkReady() { r.ready.Store(true) }
 
 // SetDraining makes /readyz answer 503 so load balancers stop sending traffic.
-func (r *Resolver) SetDraining() { r.draining.Store(true) }
+// Open watch streams end (watch.go's closeWatch) so they resume elsewhere.
+func (r *Resolver) SetDraining() { r.draining.Store(true); r.closeWatch() }
 
 // Ready reports whether /readyz answers 200.
 func (r *Resolver) Ready() bool { return r.ready.Load() && !r.draining.Load() }
@@ -434,6 +437,7 @@ func (r *Resolver) Invalidate(_ context.Context, k routes.Key, revision int64) {
 	r.l1Drop(key, revision)
 	r.group.Forget(key)
 	r.m.Invalidations.Inc()
+	r.wakeWatch(k.Tenant) // the tenant's watch streams (watch.go)
 }
 
 // Warm loads the n most recently changed active routes into L1. The store

@@ -1,0 +1,345 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/trafficmanager/trafficmanager/httperr"
+)
+
+// The watch stream (GET /api/v1/watch/{tenant}) follows a tenant's route
+// changes. History comes from the ledger (ChangeFeed) in commit order; live
+// delivery is one shared tail query per watched tenant, woken by the route
+// events this resolver already consumes (Invalidate) and, to cover a missed
+// or early wake-up, every WatchOptions.Tail. The tail's rows fan out to the
+// tenant's watchers through bounded buffers: a watcher that falls behind is
+// dropped with a close event rather than buffered without bound, and
+// resumes from its last id.
+
+// Defaults for zero WatchOptions fields.
+const (
+	DefaultWatchMax          = 10_000
+	DefaultWatchMaxPerTenant = 1_000
+	DefaultWatchHeartbeat    = 15 * time.Second
+	DefaultWatchTail         = time.Second
+	DefaultWatchBuffer       = 256
+	DefaultWatchPage         = 500
+	DefaultWatchHistory      = 4
+	DefaultWatchWriteTimeout = 10 * time.Second
+)
+
+// Close reasons of the final `event: close`.
+const (
+	CloseSlowConsumer = "slow_consumer"
+	CloseShutdown     = "shutdown"
+)
+
+// WatchOptions configure the watch stream. Only Feed is required.
+type WatchOptions struct {
+	Feed ChangeFeed
+	// MaxWatchers and MaxPerTenant bound open streams per instance (503
+	// beyond) and per tenant (429 beyond).
+	MaxWatchers, MaxPerTenant int
+	// Heartbeat is the interval of `: ping` comments.
+	Heartbeat time.Duration
+	// Tail is how often a tenant's tail query runs without a wake-up.
+	Tail time.Duration
+	// Buffer is how many changes a watcher may lag behind before it is
+	// closed as a slow consumer.
+	Buffer int
+	// Page is the number of ledger rows one query reads.
+	Page int
+	// History bounds concurrent history reads, so reconnecting watchers do
+	// not take every Postgres connection from route lookups.
+	History int
+	// WriteTimeout bounds one write to a watcher's connection.
+	WriteTimeout time.Duration
+}
+
+// EnableWatch serves GET /api/v1/watch/{tenant} from o.Feed. Without it the
+// endpoint answers 503.
+func (r *Resolver) EnableWatch(o WatchOptions) error {
+	if o.Feed == nil {
+		return errors.New("resolver: WatchOptions.Feed is required")
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.MaxWatchers, DefaultWatchMax)
+	def(&o.MaxPerTenant, DefaultWatchMaxPerTenant)
+	def(&o.Buffer, DefaultWatchBuffer)
+	def(&o.Page, DefaultWatchPage)
+	def(&o.History, DefaultWatchHistory)
+	o.Heartbeat = orDefault(o.Heartbeat, DefaultWatchHeartbeat)
+	o.Tail = orDefault(o.Tail, DefaultWatchTail)
+	o.WriteTimeout = orDefault(o.WriteTimeout, DefaultWatchWriteTimeout)
+	ctx, cancel := context.WithCancel(context.Background())
+	r.watch.Store(&watchHub{
+		o: o, log: r.log.Named("watch"), tenants: map[string]*tenantTail{},
+		history: make(chan struct{}, o.History), done: make(chan struct{}), ctx: ctx, cancel: cancel,
+	})
+	return nil
+}
+
+// WatchStats are the watch stream's open streams.
+type WatchStats struct {
+	Watchers int `json:"watchers"`
+	Tenants  int `json:"tenants"`
+}
+
+// WatchStats reports the open streams (zero without EnableWatch).
+func (r *Resolver) WatchStats() WatchStats {
+	h := r.watch.Load()
+	if h == nil {
+		return WatchStats{}
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return WatchStats{Watchers: h.total, Tenants: len(h.tenants)}
+}
+
+// wakeWatch is called for every applied route event of tenant: its tail
+// query runs now instead of at the next tick.
+func (r *Resolver) wakeWatch(tenant string) {
+	if h := r.watch.Load(); h != nil {
+		h.wake(tenant)
+	}
+}
+
+// closeWatch ends every stream with `event: close` (reason shutdown) and
+// refuses new ones: a draining instance must not hold clients that would
+// keep the server's shutdown waiting; they resume elsewhere.
+func (r *Resolver) closeWatch() {
+	if h := r.watch.Load(); h != nil {
+		h.close()
+	}
+}
+
+type watchHub struct {
+	o       WatchOptions
+	log     *zap.Logger
+	history chan struct{} // semaphore of history reads
+	done    chan struct{} // closed by close
+	ctx     context.Context
+	cancel  context.CancelFunc
+
+	mu      sync.RWMutex
+	tenants map[string]*tenantTail
+	total   int
+	closed  bool
+}
+
+// tenantTail is the shared live query of one tenant and its watchers.
+type tenantTail struct {
+	hub    *watchHub
+	tenant string
+	wake   chan struct{} // capacity 1: wake-ups coalesce
+	stop   chan struct{}
+	admits int // guarded by hub.mu: streams admitted for this tenant
+
+	mu       sync.Mutex
+	started  bool
+	cursor   Cursor // every change up to here has been fanned out
+	watchers map[*watcher]struct{}
+}
+
+// watcher is one stream as its tenant's tail sees it.
+type watcher struct {
+	service, env string
+	after        Cursor          // changes up to here came from history
+	skip         map[Cursor]bool // committed before a stream from the head began
+	ch           chan *[]byte
+	reason       string // why ch was closed; written before the close
+}
+
+func (w *watcher) wants(c *Change) bool {
+	return (w.service == "" || w.service == c.Event.Service) && (w.env == "" || w.env == c.Event.Env) && !w.skip[c.Cursor]
+}
+
+func (h *watchHub) wake(tenant string) {
+	h.mu.RLock()
+	t := h.tenants[tenant]
+	h.mu.RUnlock()
+	if t != nil {
+		select {
+		case t.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// admit counts a new stream of tenant against the limits.
+func (h *watchHub) admit(tenant string) (*tenantTail, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.closed:
+		return nil, httperr.Unavailable("the resolver is shutting down; reconnect")
+	case h.total >= h.o.MaxWatchers:
+		return nil, httperr.Unavailable("too many watch streams on this resolver; retry later or elsewhere")
+	}
+	t := h.tenants[tenant]
+	if t == nil {
+		t = &tenantTail{hub: h, tenant: tenant, wake: make(chan struct{}, 1), stop: make(chan struct{}),
+			watchers: map[*watcher]struct{}{}}
+		h.tenants[tenant] = t
+	} else if t.admits >= h.o.MaxPerTenant {
+		return nil, httperr.RateLimited("too many watch streams for this tenant")
+	}
+	t.admits++
+	h.total++
+	return t, nil
+}
+
+// leave undoes admit (and join, if w joined); the last stream of a tenant
+// stops its tail.
+func (h *watchHub) leave(t *tenantTail, w *watcher) {
+	t.mu.Lock()
+	delete(t.watchers, w)
+	t.mu.Unlock()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.total--
+	t.admits--
+	if t.admits == 0 {
+		delete(h.tenants, t.tenant)
+		close(t.stop)
+	}
+}
+
+func (h *watchHub) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	h.closed = true
+	close(h.done)
+	h.cancel()
+	for _, t := range h.tenants {
+		t.mu.Lock()
+		for w := range t.watchers {
+			t.drop(w, CloseShutdown)
+		}
+		t.mu.Unlock()
+	}
+}
+
+// join makes w live at cursor c when the tail is not past c: every change
+// after c then reaches w through the tail. Otherwise it returns false and
+// the tail's cursor, which w must first read up to from history. The first
+// watcher of a tenant starts the tail at its own cursor.
+func (t *tenantTail) join(w *watcher, c Cursor) (bool, Cursor) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.started {
+		t.started = true
+		t.cursor = c
+		go t.run()
+	}
+	if c.Less(t.cursor) {
+		return false, t.cursor
+	}
+	w.after = c
+	t.watchers[w] = struct{}{}
+	return true, c
+}
+
+// drop closes w's channel; the caller holds t.mu.
+func (t *tenantTail) drop(w *watcher, reason string) {
+	delete(t.watchers, w)
+	w.reason = reason
+	close(w.ch)
+}
+
+// run polls the tenant's changes on wake-ups and ticks until its last
+// watcher leaves. A wake-up that finds nothing new (the change's
+// transaction is settled only once older ones end) is retried soon with a
+// growing delay, not left to the next tick.
+func (t *tenantTail) run() {
+	h := t.hub
+	tick := time.NewTicker(h.o.Tail)
+	defer tick.Stop()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	var delay time.Duration
+	for {
+		woke := false
+		select {
+		case <-t.stop:
+			return
+		case <-h.done:
+			return
+		case <-t.wake:
+			woke, delay = true, 0
+		case <-retry.C:
+			woke = true
+		case <-tick.C:
+		}
+		n, err := t.poll()
+		if err != nil {
+			if h.ctx.Err() == nil {
+				h.log.Warn("watch tail query failed; retrying", zap.String("tenant", t.tenant), zap.Error(err))
+			}
+			continue
+		}
+		if woke && n == 0 {
+			delay = min(max(2*delay, 5*time.Millisecond), h.o.Tail)
+			if delay < h.o.Tail {
+				retry.Reset(delay)
+			}
+		}
+	}
+}
+
+// poll fans out every settled change after the tail's cursor and returns
+// how many it read.
+func (t *tenantTail) poll() (int, error) {
+	h := t.hub
+	total := 0
+	for {
+		t.mu.Lock()
+		after := t.cursor
+		t.mu.Unlock()
+		ctx, cancel := context.WithTimeout(h.ctx, 5*time.Second)
+		cs, settled, err := h.o.Feed.Changes(ctx, t.tenant, after, h.o.Page)
+		cancel()
+		if err != nil {
+			return total, err
+		}
+		total += len(cs)
+		t.mu.Lock()
+		for i := range cs {
+			c := &cs[i]
+			var f *[]byte
+			for w := range t.watchers {
+				if !w.after.Less(c.Cursor) || !w.wants(c) {
+					continue
+				}
+				if f == nil {
+					b := frame(*c)
+					f = &b
+				}
+				select {
+				case w.ch <- f:
+				default:
+					t.drop(w, CloseSlowConsumer)
+				}
+			}
+			t.cursor = c.Cursor
+		}
+		if len(cs) < h.o.Page && t.cursor.Less(settled) {
+			t.cursor = settled
+		}
+		t.mu.Unlock()
+		if len(cs) < h.o.Page {
+			return total, nil
+		}
+	}
+}

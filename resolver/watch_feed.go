@@ -1,0 +1,201 @@
+package resolver
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/trafficmanager/trafficmanager/events"
+	"github.com/trafficmanager/trafficmanager/routes"
+)
+
+// Cursor is a position in the ledger's commit order: the writing
+// transaction's id (xid8), then the ledger row's seq. Seq alone is not
+// commit order: a transaction locks its route (and so takes its xid) before
+// it draws a seq, and two concurrent transactions may commit in the other
+// order than their seqs. Ordered by (xid, seq) and read only below the
+// oldest running transaction (pg_snapshot_xmin), every row that commits
+// later sorts after every row already read, so following the cursor skips
+// nothing: a transaction still running when a row was read has an xid of at
+// least that xmin, which is greater than the xid of every row read.
+type Cursor struct {
+	Xid uint64
+	Seq int64
+}
+
+// String is the opaque, increasing id of SSE: 32 hex digits, so the ids of
+// one stream also increase as strings.
+func (c Cursor) String() string {
+	var b [16]byte
+	for i := 0; i < 8; i++ {
+		b[i] = byte(c.Xid >> (56 - 8*i))
+		b[8+i] = byte(uint64(c.Seq) >> (56 - 8*i))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// Less orders cursors.
+func (c Cursor) Less(d Cursor) bool {
+	return c.Xid < d.Xid || c.Xid == d.Xid && c.Seq < d.Seq
+}
+
+// ParseCursor reads a cursor from its String form.
+func ParseCursor(s string) (Cursor, error) {
+	if len(s) != 32 {
+		return Cursor{}, errors.New("not a watch cursor")
+	}
+	var b [16]byte
+	if _, err := hex.Decode(b[:], []byte(s)); err != nil {
+		return Cursor{}, errors.New("not a watch cursor")
+	}
+	var c Cursor
+	for i := 0; i < 8; i++ {
+		c.Xid = c.Xid<<8 | uint64(b[i])
+		c.Seq = c.Seq<<8 | int64(b[8+i])
+	}
+	if c.Seq < 0 {
+		return Cursor{}, errors.New("not a watch cursor")
+	}
+	return c, nil
+}
+
+// Change is one committed route change with its cursor.
+type Change struct {
+	Cursor Cursor
+	Event  events.Event
+}
+
+// ChangeFeed is what the watch needs from the source of truth.
+type ChangeFeed interface {
+	// Changes returns up to limit of tenant's committed changes after
+	// cursor, in cursor order, and settled: the cursor up to which every
+	// change of every tenant is final. When fewer than limit come back, the
+	// caller has read everything up to settled and may continue from there.
+	Changes(ctx context.Context, tenant string, after Cursor, limit int) (cs []Change, settled Cursor, err error)
+	// Head is where a stream of tenant that starts now begins: the settled
+	// cursor, and the changes after it that have already committed (a
+	// transaction older than them still runs), which the stream skips.
+	Head(ctx context.Context, tenant string) (Cursor, []Cursor, error)
+}
+
+// LedgerFeed reads changes from route_ledger.
+type LedgerFeed struct{ pool *pgxpool.Pool }
+
+// NewLedgerFeed returns the ChangeFeed of the ledger behind pool.
+func NewLedgerFeed(pool *pgxpool.Pool) *LedgerFeed { return &LedgerFeed{pool: pool} }
+
+var _ ChangeFeed = (*LedgerFeed)(nil)
+
+const xminSQL = `SELECT pg_snapshot_xmin(pg_current_snapshot())::text`
+
+// changesSQL reads changed rows only: unchanged and rejected mutations
+// changed nothing, and baseline rows stand for state from before the
+// ledger, not for a change. The ledger row carries the previous url and
+// state the event had (written with it in the same statement), so no
+// window over the previous revision is needed. Index: 00005_watch.sql.
+const changesSQL = `SELECT xid::text, seq, event_id, action, service, env, version, url, previous_url,
+	previous_state, is_active, revision, changed_by, occurred_at, workflow_id, coalesce(rollback_to, 0)
+	FROM route_ledger
+	WHERE tenant = $1 AND outcome = 'changed' AND (xid, seq) > ($2::text::xid8, $3::bigint) AND xid < $4::text::xid8
+	ORDER BY xid, seq LIMIT $5`
+
+// Changes implements ChangeFeed. The xmin is read first, by a statement of
+// its own: every transaction below it has ended, so by the time the second
+// statement takes its snapshot each of their rows is visible or gone.
+func (f *LedgerFeed) Changes(ctx context.Context, tenant string, after Cursor, limit int) ([]Change, Cursor, error) {
+	var xmin string
+	var cs []Change
+	if err := f.pool.QueryRow(ctx, xminSQL).Scan(&xmin); err != nil {
+		return nil, Cursor{}, fmt.Errorf("watch: read xmin: %w", err)
+	}
+	settled, err := parseXmin(xmin)
+	if err != nil {
+		return nil, Cursor{}, err
+	}
+	rows, err := f.pool.Query(ctx, changesSQL, tenant, strconv.FormatUint(after.Xid, 10), after.Seq, xmin, limit)
+	if err != nil {
+		return nil, Cursor{}, fmt.Errorf("watch: read changes of %s: %w", tenant, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c Change
+		var xid string
+		var action string
+		e := &c.Event
+		if err := rows.Scan(&xid, &c.Cursor.Seq, &e.EventID, &action, &e.Service, &e.Env, &e.Version, &e.URL,
+			&e.PreviousURL, &e.PreviousState, &e.IsActive, &e.Revision, &e.ChangedBy, &e.OccurredAt,
+			&e.WorkflowID, &e.RollbackTo); err != nil {
+			return nil, Cursor{}, fmt.Errorf("watch: read changes of %s: %w", tenant, err)
+		}
+		if c.Cursor.Xid, err = strconv.ParseUint(xid, 10, 64); err != nil {
+			return nil, Cursor{}, fmt.Errorf("watch: xid %q: %w", xid, err)
+		}
+		e.EventType = events.TypeRouteChanged
+		e.Action = routes.Action(action)
+		e.Tenant = tenant
+		e.OccurredAt = e.OccurredAt.UTC()
+		cs = append(cs, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, Cursor{}, fmt.Errorf("watch: read changes of %s: %w", tenant, err)
+	}
+	return cs, settled, nil
+}
+
+// headSQL reads the settled cursor and, in the same snapshot, the tenant's
+// changes above it that are visible, hence committed before now.
+const headSQL = `WITH s AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),
+	l AS (SELECT xid, seq FROM route_ledger, s WHERE tenant = $1 AND outcome = 'changed' AND xid >= s.xmin)
+	SELECT s.xmin::text, ARRAY(SELECT xid::text FROM l ORDER BY xid, seq), ARRAY(SELECT seq FROM l ORDER BY xid, seq) FROM s`
+
+// Head implements ChangeFeed.
+func (f *LedgerFeed) Head(ctx context.Context, tenant string) (Cursor, []Cursor, error) {
+	var xmin string
+	var xids []string
+	var seqs []int64
+	if err := f.pool.QueryRow(ctx, headSQL, tenant).Scan(&xmin, &xids, &seqs); err != nil {
+		return Cursor{}, nil, fmt.Errorf("watch: read the head: %w", err)
+	}
+	head, err := parseXmin(xmin)
+	if err != nil {
+		return Cursor{}, nil, err
+	}
+	var skip []Cursor
+	for i, x := range xids {
+		if x == "" || i >= len(seqs) {
+			continue
+		}
+		xid, err := strconv.ParseUint(x, 10, 64)
+		if err != nil {
+			return Cursor{}, nil, fmt.Errorf("watch: xid %q: %w", x, err)
+		}
+		skip = append(skip, Cursor{Xid: xid, Seq: seqs[i]})
+	}
+	return head, skip, nil
+}
+
+// parseXmin is the settled cursor of a snapshot's xmin: every row of a
+// transaction below it sorts before (xmin, 0), every later one after.
+func parseXmin(s string) (Cursor, error) {
+	x, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return Cursor{}, fmt.Errorf("watch: xmin %q: %w", s, err)
+	}
+	return Cursor{Xid: x}, nil
+}
+
+// frame renders c as one SSE event.
+func frame(c Change) []byte {
+	data, _ := json.Marshal(c.Event) // an Event always encodes
+	b := make([]byte, 0, len(data)+72)
+	b = append(b, "id: "...)
+	b = append(b, c.Cursor.String()...)
+	b = append(b, "\nevent: route_changed\ndata: "...)
+	b = append(b, data...)
+	return append(b, "\n\n"...)
+}

@@ -1,0 +1,246 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"go.uber.org/zap"
+
+	"github.com/trafficmanager/trafficmanager/httperr"
+	"github.com/trafficmanager/trafficmanager/routes"
+)
+
+// WatchPrefix is the path prefix of the watch stream.
+const WatchPrefix = "/api/v1/watch/"
+
+var (
+	ping         = []byte(": ping\n\n")
+	sseHeaders   = []string{"text/event-stream"}
+	closePrefix  = []byte("event: close\ndata: {\"reason\":\"")
+	closeSuffix  = []byte("\"}\n\n")
+	errNoHistory = errors.New("history read failed")
+)
+
+// serveWatch answers GET /api/v1/watch/{tenant}?service=&env= with a
+// Server-Sent Events stream of the tenant's route changes. With a
+// Last-Event-ID header (or ?last_event_id=) it starts after that cursor,
+// otherwise at the head: the changes that commit from about now on (one
+// committing while the stream opens may be included). Errors before the
+// stream starts use the JSON error shape; once it has started, the stream
+// ends with `event: close` (slow_consumer, shutdown) or just ends (the
+// client resumes with its last id).
+func (r *Resolver) serveWatch(c *gin.Context) {
+	h := r.watch.Load()
+	if h == nil {
+		httperr.Write(c, nil, httperr.Unavailable("the watch stream is not enabled on this resolver"))
+		return
+	}
+	tenant := c.Param("tenant")
+	service, env := c.Query("service"), c.Query("env")
+	if err := validateWatch(tenant, service, env); err != nil {
+		httperr.Write(c, nil, err)
+		return
+	}
+	from, resume, err := watchCursor(c)
+	if err != nil {
+		httperr.Write(c, nil, err)
+		return
+	}
+	t, err := h.admit(tenant)
+	if err != nil {
+		if e := (*httperr.Error)(nil); errors.As(err, &e) && e.Status == http.StatusTooManyRequests {
+			c.Header("Retry-After", "1")
+		}
+		httperr.Write(c, nil, err)
+		return
+	}
+	w := &watcher{service: service, env: env, ch: make(chan *[]byte, h.o.Buffer)}
+	defer h.leave(t, w)
+	ctx := c.Request.Context()
+
+	if !resume {
+		var skip []Cursor
+		if from, skip, err = h.head(ctx, tenant); err != nil {
+			h.log.Warn("watch: cannot read the head", zap.Error(err))
+			httperr.Write(c, nil, httperr.Unavailable("the change history is unavailable; try again"))
+			return
+		}
+		if len(skip) > 0 {
+			w.skip = make(map[Cursor]bool, len(skip))
+			for _, c := range skip {
+				w.skip[c] = true
+			}
+		}
+	}
+	// The first page is read before the answer starts, so a bad cursor or
+	// an unreachable Postgres is a status code, not a broken stream.
+	cs, settled, err := h.changes(ctx, tenant, from)
+	if err != nil {
+		h.log.Warn("watch: cannot read the change history", zap.String("tenant", tenant), zap.Error(err))
+		httperr.Write(c, nil, httperr.Unavailable("the change history is unavailable; try again"))
+		return
+	}
+	if settled.Less(from) {
+		httperr.Write(c, nil, httperr.InvalidArgument("last_event_id: not a cursor of this stream"))
+		return
+	}
+
+	s := &sseWriter{w: c.Writer, rc: http.NewResponseController(c.Writer), timeout: h.o.WriteTimeout}
+	hd := c.Writer.Header()
+	hd["Content-Type"] = sseHeaders
+	hd.Set("Cache-Control", "no-cache")
+	hd.Set("X-Accel-Buffering", "no") // no proxy buffering of the stream
+	c.Writer.WriteHeader(http.StatusOK)
+	if s.flush() != nil {
+		return
+	}
+
+	// History up to the tail's cursor, then live through the tail.
+	for {
+		for i := range cs {
+			ch := &cs[i]
+			if w.wants(ch) && s.write(frame(*ch)) != nil {
+				return
+			}
+			from = ch.Cursor
+		}
+		if len(cs) == h.o.Page {
+			if cs, settled, err = h.changes(ctx, tenant, from); err != nil {
+				return // the client resumes from its last id
+			}
+			continue
+		}
+		if from.Less(settled) {
+			from = settled
+		}
+		if s.flush() != nil {
+			return
+		}
+		joined, _ := t.join(w, from)
+		if joined {
+			break
+		}
+		if cs, settled, err = h.changes(ctx, tenant, from); err != nil {
+			return
+		}
+	}
+
+	beat := time.NewTicker(h.o.Heartbeat)
+	defer beat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-beat.C:
+			if s.write(ping) != nil || s.flush() != nil {
+				return
+			}
+		case f, ok := <-w.ch:
+			if !ok {
+				s.closeWith(w.reason)
+				return
+			}
+			if s.write(*f) != nil {
+				return
+			}
+			// Write what is queued before flushing: one flush per burst.
+			for n := len(w.ch); n > 0; n-- {
+				f, ok = <-w.ch
+				if !ok {
+					s.closeWith(w.reason)
+					return
+				}
+				if s.write(*f) != nil {
+					return
+				}
+			}
+			if s.flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+func validateWatch(tenant, service, env string) error {
+	if err := routes.ValidateName("tenant", tenant); err != nil {
+		return err
+	}
+	if service != "" {
+		if err := routes.ValidateName("service", service); err != nil {
+			return err
+		}
+	}
+	if env != "" {
+		return routes.ValidateName("env", env)
+	}
+	return nil
+}
+
+// watchCursor reads the resume cursor: the Last-Event-ID header (what an
+// EventSource sends on reconnect), else ?last_event_id=.
+func watchCursor(c *gin.Context) (Cursor, bool, error) {
+	v := c.GetHeader("Last-Event-ID")
+	if v == "" {
+		v = c.Query("last_event_id")
+	}
+	if v == "" {
+		return Cursor{}, false, nil
+	}
+	cur, err := ParseCursor(v)
+	if err != nil {
+		return Cursor{}, false, httperr.InvalidArgument("last_event_id: not a cursor of this stream")
+	}
+	return cur, true, nil
+}
+
+func (h *watchHub) head(ctx context.Context, tenant string) (Cursor, []Cursor, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return h.o.Feed.Head(ctx, tenant)
+}
+
+// changes is a history read, bounded by the history semaphore.
+func (h *watchHub) changes(ctx context.Context, tenant string, after Cursor) ([]Change, Cursor, error) {
+	select {
+	case h.history <- struct{}{}:
+	case <-ctx.Done():
+		return nil, Cursor{}, ctx.Err()
+	case <-h.done:
+		return nil, Cursor{}, errNoHistory
+	}
+	defer func() { <-h.history }()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return h.o.Feed.Changes(ctx, tenant, after, h.o.Page)
+}
+
+// sseWriter writes to one stream, each write bounded by timeout so a client
+// that stopped reading cannot hold the handler (the server's WriteTimeout
+// is lifted for the stream: it would end every stream after a few seconds).
+type sseWriter struct {
+	w       gin.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (s *sseWriter) write(b []byte) error {
+	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
+	_, err := s.w.Write(b)
+	return err
+}
+
+func (s *sseWriter) flush() error {
+	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
+	return s.rc.Flush()
+}
+
+func (s *sseWriter) closeWith(reason string) {
+	b := make([]byte, 0, len(closePrefix)+len(reason)+len(closeSuffix))
+	b = append(append(append(b, closePrefix...), reason...), closeSuffix...)
+	if s.write(b) == nil {
+		_ = s.flush()
+	}
+}
