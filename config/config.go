@@ -41,6 +41,8 @@ type Config struct {
 	ResolverL1Entries   int // TM_RESOLVER_L1_ENTRIES
 	ResolverWarmRoutes  int // TM_RESOLVER_WARM_ROUTES
 	ResolverMaxInflight int // TM_RESOLVER_MAX_INFLIGHT: concurrent Postgres lookups
+	WatchMax            int // TM_WATCH_MAX: open watch streams per resolver
+	WatchMaxPerTenant   int // TM_WATCH_MAX_PER_TENANT: open watch streams of one tenant per resolver
 
 	Auth                bool    // TM_AUTH: on (default) or off
 	ResolverAuth        bool    // TM_RESOLVER_AUTH
@@ -109,6 +111,8 @@ func Load(getenv func(string) string) (Config, error) {
 		ResolverL1Entries:   p.int("TM_RESOLVER_L1_ENTRIES", 100_000, 0),
 		ResolverWarmRoutes:  p.int("TM_RESOLVER_WARM_ROUTES", 0, 0),
 		ResolverMaxInflight: p.int("TM_RESOLVER_MAX_INFLIGHT", 32, 1),
+		WatchMax:            p.int("TM_WATCH_MAX", 10_000, 1),
+		WatchMaxPerTenant:   p.int("TM_WATCH_MAX_PER_TENANT", 1_000, 1),
 
 		Auth:                p.onOff("TM_AUTH", true),
 		ResolverAuth:        p.onOff("TM_RESOLVER_AUTH", false),

@@ -112,6 +112,10 @@ func runResolver(ctx context.Context, cfg config.Config, log *zap.Logger, pool *
 		return err
 	}
 	defer res.Close()
+	err = res.EnableWatch(resolver.WatchOptions{Feed: resolver.NewLedgerFeed(pool), MaxWatchers: cfg.WatchMax, MaxPerTenant: cfg.WatchMaxPerTenant})
+	if err != nil {
+		return err
+	}
 
 	// The listener comes up first (a taken port fails at once); readiness
 	// waits for the event consumer and warming.
