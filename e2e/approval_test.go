@@ -35,7 +35,15 @@ func bearer(secret string) []string { return []string{"Authorization", "Bearer "
 
 func startApprovalPlatform(t *testing.T) *approvalPlatform {
 	t.Helper()
-	p := startPlatformWith(t, platformOptions{ackTimeout: 10 * time.Second, auth: true, policies: true})
+	return startApprovalPlatformWith(t, platformOptions{ackTimeout: 10 * time.Second})
+}
+
+// startApprovalPlatformWith is startApprovalPlatform with more options
+// (auth and policies are always on).
+func startApprovalPlatformWith(t *testing.T, o platformOptions) *approvalPlatform {
+	t.Helper()
+	o.auth, o.policies = true, true
+	p := startPlatformWith(t, o)
 	ap := &approvalPlatform{platform: p, tenant: testenv.Name(t, "team"), admin: bearer(p.admin)}
 	token := func(name string, role auth.Role, tenants ...string) []string {
 		_, secret, err := p.tokens.Create(context.Background(), name, role, tenants)
