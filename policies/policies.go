@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/trafficmanager/trafficmanager/routes"
@@ -130,11 +131,23 @@ func (s *Store) Put(ctx context.Context, p Policy) (Policy, error) {
 	return out, nil
 }
 
-// All returns every stored policy.
+// All returns every stored policy. A database without the table (its
+// migration not applied yet) has no policies: writes must not all fail
+// because of a feature nobody has used.
 func (s *Store) All(ctx context.Context) ([]Policy, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+columns+` FROM tenant_policies`)
-	if err != nil {
-		return nil, fmt.Errorf("list policies: %w", err)
+	if err == nil {
+		var all []Policy
+		all, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Policy, error) { return scan(r) })
+		if err == nil {
+			return all, nil
+		}
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Policy, error) { return scan(r) })
+	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == undefinedTable {
+		return nil, nil
+	}
+	return nil, fmt.Errorf("list policies: %w", err)
 }
+
+// undefinedTable is SQLSTATE 42P01.
+const undefinedTable = "42P01"

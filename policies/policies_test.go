@@ -168,3 +168,12 @@ func TestRunRefreshesInTheBackground(t *testing.T) {
 		return p.RequiresApproval("prod")
 	}, 3*policies.RefreshEvery, 50*time.Millisecond, "another process's put applies within the refresh interval")
 }
+
+func TestADatabaseWithoutThePolicyTableHasNoPolicies(t *testing.T) {
+	pool := testenv.Postgres(t)
+	_, err := pool.Exec(context.Background(), `DROP TABLE tenant_policies`)
+	require.NoError(t, err)
+	all, err := policies.NewStore(pool).All(context.Background())
+	require.NoError(t, err, "an api ahead of its migration still takes writes")
+	require.Empty(t, all)
+}

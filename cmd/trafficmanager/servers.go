@@ -131,8 +131,13 @@ func runAPI(ctx context.Context, cfg config.Config, log *zap.Logger, pool *pgxpo
 	} else {
 		log.Warn("authentication is off (TM_AUTH=off)")
 	}
+	// Tenant policies: loaded before serving (writes answer 503 until a
+	// first load), then every policies.RefreshEvery in the background.
 	pols := policies.NewSnapshot(policies.NewStore(pool), log.Named("policies"))
-	go pols.Run(ctx) // loaded at once, then every policies.RefreshEvery; writes answer 503 until the first load
+	if err := pols.Refresh(ctx); err != nil {
+		log.Warn("tenant policies not loaded yet; writes answer 503 until they are", zap.Error(err))
+	}
+	go pols.Run(ctx)
 	opts.Policies = pols
 	if mc != nil {
 		auditStore := audit.NewStore(mc.Database(cfg.MongoDatabase), audit.WithLazyIndexes(cfg.AuditRetention, log))
