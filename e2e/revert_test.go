@@ -47,6 +47,7 @@ func TestATimeBoxedChangeIsRevertedAfterItsTime(t *testing.T) {
 	wfID := res.Body["workflow_id"].(string)
 
 	st := awaitRevert(t, p, wfID, "pending")
+	require.Equal(t, "revert_pending", st.Body["status"], st.Raw)
 	require.NotEmpty(t, st.Body["revert_at"], st.Raw)
 	revertAt, err := time.Parse(time.RFC3339Nano, st.Body["revert_at"].(string))
 	require.NoError(t, err)

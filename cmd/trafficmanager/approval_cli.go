@@ -138,13 +138,13 @@ type mutationListAnswer struct {
 func newMutationsListCmd(cf *clientFlags) *cobra.Command {
 	var tenant, status, cursor string
 	var limit int
-	cmd := &cobra.Command{Use: "list", Short: "List mutations by status (scheduled, awaiting_approval, running, failed), one page at a time", Args: cobra.NoArgs,
+	cmd := &cobra.Command{Use: "list", Short: "List mutations by status (e.g. awaiting_approval), one page at a time", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := cf.validate(); err != nil {
 				return err
 			}
-			if limit < 0 || limit > 1000 {
-				return usageErr("--limit must be 1 to 1000")
+			if limit < 0 || limit > 200 {
+				return usageErr("--limit must be 1 to 200")
 			}
 			q := url.Values{}
 			for name, v := range map[string]string{"tenant": tenant, "status": status, "cursor": cursor} {
@@ -176,8 +176,8 @@ func newMutationsListCmd(cf *clientFlags) *cobra.Command {
 			return nil
 		}}
 	cmd.Flags().StringVar(&tenant, "tenant", "", "only this tenant's mutations")
-	cmd.Flags().StringVar(&status, "status", "", "only mutations in this state: scheduled, awaiting_approval, running or failed")
-	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many mutations (1 to 1000; default: the api's)")
+	cmd.Flags().StringVar(&status, "status", "", "only mutations in this state: scheduled, awaiting_approval, revert_pending, running, failed, completed, rejected, expired or cancelled")
+	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many mutations (1 to 200; default: the api's, 50)")
 	cmd.Flags().StringVar(&cursor, "cursor", "", "the next page's cursor, as the previous page printed it")
 	return cmd
 }

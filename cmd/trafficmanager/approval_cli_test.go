@@ -101,7 +101,7 @@ func TestMutationsListApproveAndReject(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(res.stdout), &listed))
 	require.Equal(t, "c2", listed["next_cursor"], "json output is the api's answer")
 
-	res = runCLI(t, bin, nil, append([]string{"mutations", "list", "--limit", "5000"}, flags...)...)
+	res = runCLI(t, bin, nil, append([]string{"mutations", "list", "--limit", "201"}, flags...)...)
 	require.Equal(t, 2, res.code, "stdout %s stderr %s", res.stdout, res.stderr)
 
 	res = runCLI(t, bin, nil, append([]string{"mutations", "approve", awaitingWF, "--comment", "looks good"}, flags...)...)
