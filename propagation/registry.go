@@ -133,11 +133,14 @@ func (g *Registry) Of(ctx context.Context, c Change) (Propagation, error) {
 	return p, nil
 }
 
-// Wait asks Of every Poll interval until the change is complete or ctx
-// ends, and returns the last answer: with a nil error when complete, else
-// with ctx's error (or the last Redis error) and the propagation so far.
+// Wait asks Of until the change is complete or ctx ends, and returns the
+// last answer: with a nil error when complete, else with ctx's error (or
+// the last Redis error) and the propagation so far. It asks again after
+// Poll/8 at first, doubling up to Poll: a change usually completes within
+// milliseconds of its commit, and a slow one costs one call per Poll.
 func (g *Registry) Wait(ctx context.Context, c Change) (Propagation, error) {
-	t := time.NewTicker(g.poll)
+	interval := max(g.poll/8, time.Millisecond)
+	t := time.NewTimer(interval)
 	defer t.Stop()
 	var last Propagation
 	var lastErr error
@@ -158,6 +161,8 @@ func (g *Registry) Wait(ctx context.Context, c Change) (Propagation, error) {
 			}
 			return last, ctx.Err()
 		case <-t.C:
+			interval = min(2*interval, g.poll)
+			t.Reset(interval)
 		}
 	}
 }

@@ -26,9 +26,9 @@ type ReporterOptions struct {
 	Prefix string
 	// Heartbeat is how often the instance says it is alive (DefaultHeartbeat).
 	Heartbeat time.Duration
-	// Flush is how often applied revisions are written (DefaultFlush): the
-	// resolution of a propagation answer, and the batching that keeps a
-	// burst of changes one Redis command per interval.
+	// Flush is the shortest interval between two writes of applied
+	// revisions (DefaultFlush): a change after a quiet spell is written at
+	// once, a burst of changes in one Redis command per interval.
 	Flush time.Duration
 	// TTL bounds how long a dead instance's data stays in Redis (DefaultTTL);
 	// every heartbeat renews it. It must be well above Heartbeat.
@@ -38,8 +38,9 @@ type ReporterOptions struct {
 
 // Reporter tells Redis that one resolver instance is alive and which route
 // revisions it has applied. Applied is cheap (a map write under a mutex);
-// a background loop writes what accumulated every Flush interval in one
-// script call, and heartbeats every Heartbeat interval in one pipeline.
+// a background loop writes what accumulated in one script call, at most
+// once per Flush interval, and heartbeats every Heartbeat interval in one
+// pipeline.
 type Reporter struct {
 	rdb       redis.Cmdable
 	k         keys
@@ -59,6 +60,7 @@ type Reporter struct {
 	startedAt time.Time
 	failing   bool // a Redis write failed and nothing succeeded since (loop only)
 
+	kick  chan struct{} // something to flush (capacity 1)
 	start sync.Once
 	halt  sync.Once
 	stop  chan struct{}
@@ -101,6 +103,7 @@ func NewReporter(o ReporterOptions) (*Reporter, error) {
 		log:       o.Log,
 		pending:   make(map[string]int64),
 		spare:     make(map[string]int64),
+		kick:      make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
@@ -134,6 +137,10 @@ func (r *Reporter) Applied(key string, revision int64, occurredAt time.Time) {
 		r.pending[key] = revision
 	}
 	r.mu.Unlock()
+	select {
+	case r.kick <- struct{}{}:
+	default: // a flush is due already
+	}
 	r.applied.Add(1)
 	if !occurredAt.IsZero() {
 		r.lagMS.Store(max(0, now.Sub(occurredAt).Milliseconds()))
@@ -183,14 +190,30 @@ func (r *Reporter) loop() {
 	defer close(r.done)
 	hb := time.NewTicker(r.heartbeat)
 	defer hb.Stop()
-	fl := time.NewTicker(r.flush)
-	defer fl.Stop()
+	// due fires when a flush waits for the interval since the last one
+	// to pass; nil when none waits.
+	var due <-chan time.Time
+	var last time.Time
+	flush := func() {
+		due, last = nil, time.Now()
+		if !r.flushApplied() {
+			due = time.After(r.flush) // retry what failed
+		}
+	}
 	for {
 		select {
 		case <-r.stop:
 			return
-		case <-fl.C:
-			r.flushApplied()
+		case <-r.kick:
+			if due == nil {
+				if wait := r.flush - time.Since(last); wait > 0 {
+					due = time.After(wait)
+				} else {
+					flush()
+				}
+			}
+		case <-due:
+			flush()
 		case <-hb.C:
 			r.beat()
 		}
@@ -222,12 +245,13 @@ func (r *Reporter) beat() {
 	r.outcome("heartbeat", err)
 }
 
-// flushApplied writes the revisions applied since the last flush.
-func (r *Reporter) flushApplied() {
+// flushApplied writes the revisions applied since the last flush and
+// reports whether it succeeded (or had nothing to write).
+func (r *Reporter) flushApplied() bool {
 	r.mu.Lock()
 	if len(r.pending) == 0 {
 		r.mu.Unlock()
-		return
+		return true
 	}
 	batch := r.pending
 	r.pending, r.spare = r.spare, nil
@@ -261,6 +285,7 @@ func (r *Reporter) flushApplied() {
 	}
 	r.spare = batch
 	r.mu.Unlock()
+	return err == nil
 }
 
 // outcome logs the first failure of an outage and the recovery, not every

@@ -37,11 +37,25 @@ const (
 	subscribeRetryMax  = 5 * time.Second
 )
 
+// AppliedReporter is told about every route event the consumer has applied
+// (*propagation.Reporter: it reports the revision to Redis, so the api can
+// say how far a change has propagated). Applied must not block.
+type AppliedReporter interface {
+	Applied(key string, revision int64, occurredAt time.Time)
+}
+
 // ConsumeEvents applies every route event published on topic to the caches
 // (Invalidate) until ctx ends. ready is called once the consumer is
 // subscribed: every event published after that is applied. It retries
 // broker and topic errors until ctx ends, and returns nil then.
 func (r *Resolver) ConsumeEvents(ctx context.Context, brokers []string, topic string, ready func()) error {
+	return r.ConsumeEventsReporting(ctx, brokers, topic, ready, nil)
+}
+
+// ConsumeEventsReporting is ConsumeEvents telling rep (when not nil) about
+// each event once it is applied: the route key (routes.Key.String()), the
+// revision and the event's occurred_at.
+func (r *Resolver) ConsumeEventsReporting(ctx context.Context, brokers []string, topic string, ready func(), rep AppliedReporter) error {
 	if len(brokers) == 0 || topic == "" {
 		return errors.New("resolver: consume events: brokers and topic are required")
 	}
@@ -69,7 +83,7 @@ func (r *Resolver) ConsumeEvents(ctx context.Context, brokers []string, topic st
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.consumePartition(ctx, brokers, topic, partition, offset, log)
+			r.consumePartition(ctx, brokers, topic, partition, offset, rep, log)
 		}()
 	}
 	for p, off := range offsets {
@@ -105,7 +119,7 @@ func (r *Resolver) ConsumeEvents(ctx context.Context, brokers []string, topic st
 	}
 }
 
-func (r *Resolver) consumePartition(ctx context.Context, brokers []string, topic string, partition int, offset int64, log *zap.Logger) {
+func (r *Resolver) consumePartition(ctx context.Context, brokers []string, topic string, partition int, offset int64, rep AppliedReporter, log *zap.Logger) {
 	log = log.With(zap.Int("partition", partition))
 	rd := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:          brokers,
@@ -145,9 +159,19 @@ func (r *Resolver) consumePartition(ctx context.Context, brokers []string, topic
 			log.Warn("skipping an undecodable route event", zap.Int64("offset", msg.Offset), zap.Error(err))
 			continue
 		}
-		r.Invalidate(ctx, ev.Key(), ev.Revision)
+		r.applyEvent(ctx, ev, rep)
 		log.Debug("route event applied", zap.Stringer("route", ev.Key()), zap.Int64("revision", ev.Revision),
 			zap.String("event_id", ev.EventID))
+	}
+}
+
+// applyEvent applies ev to the caches, then reports it: a revision
+// reported applied is never served older by this instance afterwards.
+func (r *Resolver) applyEvent(ctx context.Context, ev events.Event, rep AppliedReporter) {
+	k := ev.Key()
+	r.Invalidate(ctx, k, ev.Revision)
+	if rep != nil {
+		rep.Applied(k.String(), ev.Revision, ev.OccurredAt)
 	}
 }
 
