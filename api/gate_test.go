@@ -88,14 +88,22 @@ func TestListedStatusesComeFromTmStatusAndTheExecution(t *testing.T) {
 	require.Equal(t, "expired", listedStatus(completed, "expired"))
 	require.Equal(t, "failed", listedStatus(enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED, "scheduled"))
 	require.Equal(t, "failed", listedStatus(enumspb.WORKFLOW_EXECUTION_STATUS_TIMED_OUT, ""))
+	require.Equal(t, "failed", listedStatus(completed, "failed"), "waited, then its commit was rejected")
 }
 
 func TestTheVisibilityQueryOfAListing(t *testing.T) {
 	q := mutationQuery{tenants: []string{"team-a", "team-b"}, status: "awaiting_approval"}
 	require.Equal(t, `WorkflowType IN ('RouteMutation', 'RouteBatch') AND TmTenant IN ('team-a', 'team-b') AND TmStatus = 'awaiting_approval' AND ExecutionStatus = 'Running'`, q.visibilityQuery())
 	q = mutationQuery{status: "failed"}
-	require.Equal(t, `WorkflowType IN ('RouteMutation', 'RouteBatch') AND ExecutionStatus IN ('Failed', 'Terminated', 'TimedOut', 'Canceled')`, q.visibilityQuery())
+	require.Equal(t, `WorkflowType IN ('RouteMutation', 'RouteBatch') AND (ExecutionStatus IN ('Failed', 'Terminated', 'TimedOut', 'Canceled') OR TmStatus = 'failed')`, q.visibilityQuery())
 	for status := range listStatuses {
 		require.NotEmpty(t, mutationQuery{status: status}.visibilityQuery())
 	}
+}
+
+func TestAWrongTypeNamesTheJSONFieldNotTheGoStruct(t *testing.T) {
+	require.Equal(t, "revert_after", jsonField("timingFields.revert_after"))
+	require.Equal(t, "tenant", jsonField("createRequest.tenant"))
+	require.Equal(t, "routes.url", jsonField("routes.url"))
+	require.Equal(t, "require_approval.envs", jsonField("require_approval.envs"))
 }

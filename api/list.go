@@ -28,15 +28,18 @@ const (
 
 // listStatuses maps each status GET /api/v1/mutations filters on to its
 // visibility query. Waiting states are running workflows with that
-// TmStatus; failed is every way a workflow ends without completing;
-// terminal TmStatus values are as the workflow stored them.
+// TmStatus. failed is every way a workflow ends without completing, and a
+// mutation that waited and whose commit was then rejected (the workflow
+// stores TmStatus failed). The other terminal values are as the workflow
+// stored them; a mutation that never waited keeps the TmStatus running it
+// started with, so completed also covers those that ended with it.
 var listStatuses = map[string]string{
 	workflows.StateScheduled:        `TmStatus = 'scheduled' AND ExecutionStatus = 'Running'`,
 	workflows.StateAwaitingApproval: `TmStatus = 'awaiting_approval' AND ExecutionStatus = 'Running'`,
 	workflows.StateRevertPending:    `TmStatus = 'revert_pending' AND ExecutionStatus = 'Running'`,
 	workflows.StateRunning:          `TmStatus = 'running' AND ExecutionStatus = 'Running'`,
-	"failed":                        `ExecutionStatus IN ('Failed', 'Terminated', 'TimedOut', 'Canceled')`,
-	workflows.StateCompleted:        `TmStatus = 'completed'`,
+	workflows.StateFailed:           `(ExecutionStatus IN ('Failed', 'Terminated', 'TimedOut', 'Canceled') OR TmStatus = 'failed')`,
+	workflows.StateCompleted:        `ExecutionStatus = 'Completed' AND TmStatus IN ('completed', 'running')`,
 	workflows.StateDenied:           `TmStatus = 'rejected'`,
 	workflows.StateExpired:          `TmStatus = 'expired'`,
 	workflows.StateCancelled:        `TmStatus = 'cancelled'`,

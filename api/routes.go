@@ -116,7 +116,7 @@ func jsonProblem(err error) string {
 	case errors.As(err, &syn):
 		return "syntax error at byte " + strconv.FormatInt(syn.Offset, 10)
 	case errors.As(err, &typ):
-		return "field " + strconv.Quote(typ.Field) + " has the wrong type"
+		return "field " + strconv.Quote(jsonField(typ.Field)) + " has the wrong type"
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "unexpected end of input"
 	}
@@ -125,6 +125,20 @@ func jsonProblem(err error) string {
 		return "unknown field " + msg[len(unknown):]
 	}
 	return "not a JSON object of the expected shape"
+}
+
+// jsonField is a decoding error's field path without the Go names of
+// embedded structs (timingFields.revert_after is revert_after): JSON names
+// here are snake_case, Go type names are not.
+func jsonField(path string) string {
+	parts := strings.Split(path, ".")
+	out := parts[:0]
+	for _, p := range parts {
+		if strings.ToLower(p) == p {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, ".")
 }
 
 func pathKey(c *gin.Context) (routes.Key, error) {

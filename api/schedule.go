@@ -275,17 +275,23 @@ func endedWithout(state string) error {
 }
 
 // didNotApply maps a commit update that failed with one of the workflow's
-// own (non-commit) error types: the mutation ended without applying
-// (cancelled, rejected, expired), which is a 409, never a 500. The status
-// says which.
+// own (non-commit) error types (ErrTypeCancelled, ErrTypeDenied,
+// ErrTypeExpired): the mutation ended without applying, which is a 409,
+// never a 500.
 func (s *Server) didNotApply(ctx context.Context, wfID string, err error) error {
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || rejection(appErr.Type(), appErr.Message()) != nil {
 		return err
 	}
-	if appErr.Type() == workflows.ErrTypeCancelled {
+	switch appErr.Type() {
+	case workflows.ErrTypeCancelled:
 		return endedWithout(workflows.StateCancelled)
+	case workflows.ErrTypeDenied:
+		return endedWithout(workflows.StateDenied)
+	case workflows.ErrTypeExpired:
+		return endedWithout(workflows.StateExpired)
 	}
+	// Another type (a workflow of another version): the status says.
 	var st struct {
 		State string `json:"state"`
 	}
