@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
+	"os"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -15,6 +17,7 @@ import (
 	"github.com/trafficmanager/trafficmanager/cache"
 	"github.com/trafficmanager/trafficmanager/config"
 	"github.com/trafficmanager/trafficmanager/observability"
+	"github.com/trafficmanager/trafficmanager/propagation"
 	"github.com/trafficmanager/trafficmanager/resolver"
 	"github.com/trafficmanager/trafficmanager/routes"
 )
@@ -139,10 +142,14 @@ func runResolver(ctx context.Context, cfg config.Config, log *zap.Logger, pool *
 	consumerCtx, stopConsumer := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopConsumer()
 	consumerDone := make(chan error, 1)
+	rep, err := newReporter(cfg, rdb, log)
+	if err != nil {
+		return err
+	}
 	if len(cfg.KafkaBrokers) > 0 {
 		subscribed := make(chan struct{})
 		go func() {
-			consumerDone <- res.ConsumeEvents(consumerCtx, cfg.KafkaBrokers, cfg.KafkaTopic, func() { close(subscribed) })
+			consumerDone <- res.ConsumeEventsReporting(consumerCtx, cfg.KafkaBrokers, cfg.KafkaTopic, func() { close(subscribed) }, rep)
 		}()
 		select {
 		case <-subscribed:
@@ -162,6 +169,10 @@ func runResolver(ctx context.Context, cfg config.Config, log *zap.Logger, pool *
 	}
 	if ctx.Err() == nil {
 		res.MarkReady()
+		if rep != nil {
+			// Live from now on: subscribed, so every later change is applied.
+			rep.Start()
+		}
 		log.Info("resolver ready")
 		if ready != nil {
 			close(ready)
@@ -173,6 +184,50 @@ func runResolver(ctx context.Context, cfg config.Config, log *zap.Logger, pool *
 	if cerr := <-consumerDone; err == nil {
 		err = cerr
 	}
+	if rep != nil {
+		// Leave the live set at once, so writes waiting for propagation
+		// stop counting this instance.
+		rctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if rerr := rep.Close(rctx); rerr != nil {
+			log.Warn("cannot leave the live resolver set; it expires", zap.Error(rerr))
+		}
+		cancel()
+	}
 	log.Info("resolver stopped")
 	return err
+}
+
+// newReporter returns the propagation reporter of this instance (nil
+// without Redis): its id is TM_RESOLVER_ID, else host:port.
+func newReporter(cfg config.Config, rdb *redis.Client, log *zap.Logger) (*propagation.Reporter, error) {
+	if rdb == nil {
+		log.Warn("TM_REDIS_URL is not set: this resolver does not report propagation")
+		return nil, nil
+	}
+	id := os.Getenv("TM_RESOLVER_ID") // TODO(config): move into config.Config
+	if id == "" {
+		id = propagation.DefaultID(cfg.ResolverAddr)
+	}
+	rep, err := propagation.NewReporter(propagation.ReporterOptions{
+		Redis: rdb, ID: id, Address: advertisedAddr(cfg.ResolverAddr), Log: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("TM_RESOLVER_ID: %w", err)
+	}
+	return rep, nil
+}
+
+// advertisedAddr is the listen address with the host name in place of an
+// empty or unspecified host (":8081" -> "myhost:8081").
+func advertisedAddr(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			host = h
+		}
+	}
+	return net.JoinHostPort(host, port)
 }
