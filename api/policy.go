@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.uber.org/zap"
 
 	"github.com/trafficmanager/trafficmanager/auth"
 	"github.com/trafficmanager/trafficmanager/policies"
@@ -109,7 +110,7 @@ func (s *Server) getPolicy(c *gin.Context) {
 	}
 	p, err := read(c.Request.Context(), s, func(ctx context.Context) (policies.Policy, error) { return s.o.Policies.Get(ctx, tenant) })
 	if err != nil {
-		WriteError(c, s.log, err)
+		WriteError(c, s.log, s.policyStoreError(err))
 		return
 	}
 	c.JSON(http.StatusOK, policyJSON(p))
@@ -136,13 +137,26 @@ func (s *Server) putPolicy(c *gin.Context) {
 		return
 	}
 	if err == nil {
-		p, err = s.o.Policies.Put(c.Request.Context(), p)
+		if p, err = s.o.Policies.Put(c.Request.Context(), p); err != nil {
+			err = s.policyStoreError(err)
+		}
 	}
 	if err != nil {
 		WriteError(c, s.log, err)
 		return
 	}
 	c.JSON(http.StatusOK, policyJSON(p))
+}
+
+// policyStoreError keeps a policy's validation error and makes any other
+// failure of the store (Postgres down) a 503, logged here.
+func (s *Server) policyStoreError(err error) error {
+	var apiErr *Error
+	if errors.Is(err, routes.ErrInvalid) || errors.As(err, &apiErr) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	s.log.Warn("tenant policy store failed", zap.Error(err))
+	return Unavailable("tenant policies cannot be read or stored right now; try again")
 }
 
 // approvalFor returns the Approval a write to these envs of tenant waits

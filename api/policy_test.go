@@ -1,6 +1,8 @@
 package api_test
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/trafficmanager/trafficmanager/api"
 	"github.com/trafficmanager/trafficmanager/observability"
+	"github.com/trafficmanager/trafficmanager/policies"
 )
 
 // offlineAPI is the api with authentication and pols, on a Temporal that
@@ -189,4 +192,28 @@ func TestDecisionsNeedAnApproverOfTheTenant(t *testing.T) {
 			require.Equal(t, tc.code, a.errorCode())
 		})
 	}
+}
+
+// downPolicies is a policy store whose Postgres is down; the snapshot it
+// loaded before still answers the write path.
+type downPolicies struct{ *memPolicies }
+
+func (downPolicies) Get(context.Context, string) (policies.Policy, error) {
+	return policies.Policy{}, errors.New("dial tcp 127.0.0.1:5432: connection refused")
+}
+
+func (downPolicies) Put(context.Context, policies.Policy) (policies.Policy, error) {
+	return policies.Policy{}, errors.New("dial tcp 127.0.0.1:5432: connection refused")
+}
+
+func TestPoliciesWhilePostgresIsDownAre503NotInternal(t *testing.T) {
+	h := offlineAPI(t, downPolicies{newMemPolicies()})
+	const path = "/api/v1/tenants/team-a/policy"
+	a := call(t, h, "GET", path, "Bearer admin", nil)
+	require.Equal(t, http.StatusServiceUnavailable, a.Code, a.Raw)
+	require.Equal(t, "unavailable", a.errorCode())
+	a = call(t, h, "PUT", path, "Bearer admin", map[string]any{"require_approval": map[string]any{"envs": []string{"prod"}}})
+	require.Equal(t, http.StatusServiceUnavailable, a.Code, a.Raw)
+	a = call(t, h, "PUT", path, "Bearer admin", map[string]any{"approval_timeout": "1s"})
+	require.Equal(t, http.StatusBadRequest, a.Code, "validation comes first: %s", a.Raw)
 }
