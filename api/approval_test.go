@@ -176,6 +176,49 @@ func standInMutation(ctx workflow.Context, in workflows.MutationInput) (workflow
 	return st, workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 }
 
+// standInBatch plays RouteBatch's side of the gate: it waits for a
+// decision, then "creates" every route.
+func standInBatch(ctx workflow.Context, in workflows.BatchInput) (workflows.BatchStatus, error) {
+	st := workflows.BatchStatus{
+		Action: routes.ActionCreated, Tenant: in.Mutations[0].Key.Tenant, BatchID: in.BatchID, Routes: len(in.Mutations),
+		RequestHash: in.RequestHash, RequestedBy: in.RequestedBy, State: workflows.StateAwaitingApproval,
+		Steps: workflows.Steps{Committed: workflows.StepPending, Invalidated: workflows.StepPending, Published: workflows.StepPending, Audited: workflows.StepPending},
+	}
+	decided := false
+	if err := workflow.SetQueryHandler(ctx, workflows.StatusQuery, func() (workflows.BatchStatus, error) { return st, nil }); err != nil {
+		return st, err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, workflows.ApproveUpdate, func(_ workflow.Context, d workflows.Decision) (workflows.BatchStatus, error) {
+		st.State, st.ApprovedBy, st.Comment, decided = workflows.StateApplying, &d.By, d.Comment, true
+		return st, nil
+	}, workflow.UpdateHandlerOptions{Validator: func(d workflows.Decision) error {
+		if decided {
+			return temporal.NewNonRetryableApplicationError("decided", workflows.ErrTypeNotPending, nil)
+		}
+		return nil
+	}}); err != nil {
+		return st, err
+	}
+	if err := workflow.SetUpdateHandler(ctx, workflows.CommitUpdate, func(ctx workflow.Context) (workflows.BatchCommitOutput, error) {
+		err := workflow.Await(ctx, func() bool { return st.Results != nil })
+		return workflows.BatchCommitOutput{BatchID: in.BatchID, Results: st.Results, RequestHash: in.RequestHash}, err
+	}); err != nil {
+		return st, err
+	}
+	if err := workflow.Await(ctx, func() bool { return decided }); err != nil {
+		return st, err
+	}
+	for _, m := range in.Mutations {
+		st.Results = append(st.Results, routes.Result{Route: routes.Route{Tenant: m.Key.Tenant, Service: m.Key.Service, Env: m.Key.Env, Version: m.Key.Version, URL: m.URL, Revision: 1}, Changed: true})
+	}
+	st.State, st.Created = "", len(st.Results)
+	st.Steps = workflows.Steps{Committed: workflows.StepDone, Invalidated: workflows.StepDone, Published: workflows.StepDone, Audited: workflows.StepDone}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, workflows.AttrStatus.ValueSet(workflows.StateCompleted)); err != nil {
+		return st, err
+	}
+	return st, workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+}
+
 // approvalAPI is the api with authentication, a prod approval policy for
 // tenant, on the tests' Temporal with the stand-in workflow polling.
 func approvalAPI(t *testing.T, tenant string) http.Handler {
@@ -184,6 +227,7 @@ func approvalAPI(t *testing.T, tenant string) http.Handler {
 	queue := testenv.Name(t, "approvals")
 	w := sdkworker.New(tc, queue, sdkworker.Options{})
 	w.RegisterWorkflowWithOptions(standInMutation, workflow.RegisterOptions{Name: workflows.WorkflowType})
+	w.RegisterWorkflowWithOptions(standInBatch, workflow.RegisterOptions{Name: workflows.BatchWorkflowType})
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 	pols := newMemPolicies()
@@ -329,6 +373,37 @@ func TestAWriteWhoseEnvNeedsNoApprovalIsNotGated(t *testing.T) {
 	res := call(t, h, "PUT", "/api/v1/routes/"+tenant+"/payments/staging/v2", "Bearer writer", map[string]any{"url": "https://v3.example"})
 	require.Equal(t, http.StatusOK, res.Code, res.Raw)
 	require.Equal(t, true, res.Body["changed"])
+}
+
+func TestABatchWithARouteInAnEnvThatNeedsApprovalWaitsAsAWhole(t *testing.T) {
+	tenant := testenv.Name(t, "team")
+	h := approvalAPI(t, tenant)
+	route := func(env string) map[string]any {
+		return map[string]any{"tenant": tenant, "service": "payments", "env": env, "version": "v1", "url": "https://a.example"}
+	}
+	res := call(t, h, "POST", "/api/v1/routes/batch", "Bearer writer", map[string]any{"routes": []any{route("staging"), route("prod")}})
+	require.Equal(t, http.StatusAccepted, res.Code, res.Raw)
+	require.Equal(t, "awaiting_approval", res.Body["status"])
+	wfID := res.Body["workflow_id"].(string)
+	require.True(t, strings.HasPrefix(wfID, "batch/"+tenant+"/created/"), wfID)
+	mut := "/api/v1/mutations/" + wfID
+
+	st := call(t, h, "GET", mut, "Bearer approver", nil)
+	require.Equal(t, "awaiting_approval", st.Body["status"], st.Raw)
+	require.Equal(t, map[string]any{"id": "tok_writer", "name": "ci"}, st.Body["requested_by"])
+	require.Eventually(t, func() bool {
+		item := listed(call(t, h, "GET", "/api/v1/mutations?status=awaiting_approval", "Bearer approver", nil), wfID)
+		return item != nil && item["route"].(map[string]any)["tenant"] == tenant && item["action"] == "created"
+	}, 10*time.Second, 100*time.Millisecond)
+
+	require.Equal(t, http.StatusForbidden, call(t, h, "POST", mut+"/approve", "Bearer writer", nil).Code)
+	ok := call(t, h, "POST", mut+"/approve", "Bearer approver", map[string]any{"comment": "go"})
+	require.Equal(t, http.StatusOK, ok.Code, ok.Raw)
+	require.Equal(t, map[string]any{"id": "tok_approver", "name": "lead"}, ok.Body["approved_by"], ok.Raw)
+	require.Eventually(t, func() bool {
+		return call(t, h, "GET", mut, "Bearer reader", nil).Body["status"] == "completed"
+	}, 10*time.Second, 100*time.Millisecond)
+	require.Equal(t, http.StatusConflict, call(t, h, "POST", mut+"/approve", "Bearer approver", nil).Code)
 }
 
 // callWithKey is call with an Idempotency-Key.
