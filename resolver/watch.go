@@ -154,8 +154,36 @@ type watcher struct {
 	service, env string
 	after        Cursor          // changes up to here came from history
 	skip         map[Cursor]bool // committed before a stream from the head began
+	owesID       bool            // the last change sent had no id
 	ch           chan *[]byte
 	reason       string // why ch was closed; written before the close
+}
+
+// rowFrames are a change's two renderings, built on first use and shared
+// by every watcher.
+type rowFrames struct{ full, idOnly *[]byte }
+
+// message is what w is sent for c: the change; or only its id, when w does
+// not want c (or has it from history) but was sent changes without an id
+// that this id covers, so its resume point moves past them; or nothing.
+func (w *watcher) message(c *Change, f *rowFrames) *[]byte {
+	if w.after.Less(c.Cursor) && w.wants(c) {
+		w.owesID = !c.ID
+		if f.full == nil {
+			b := frame(*c)
+			f.full = &b
+		}
+		return f.full
+	}
+	if c.ID && w.owesID {
+		w.owesID = false
+		if f.idOnly == nil {
+			b := []byte("id: " + c.IDCursor.String() + "\n\n")
+			f.idOnly = &b
+		}
+		return f.idOnly
+	}
+	return nil
 }
 
 func (w *watcher) wants(c *Change) bool {
@@ -317,22 +345,21 @@ func (t *tenantTail) poll() (int, error) {
 		t.mu.Lock()
 		for i := range cs {
 			c := &cs[i]
-			var f *[]byte
+			var f rowFrames
 			for w := range t.watchers {
-				if !w.after.Less(c.Cursor) || !w.wants(c) {
+				m := w.message(c, &f)
+				if m == nil {
 					continue
 				}
-				if f == nil {
-					b := frame(*c)
-					f = &b
-				}
 				select {
-				case w.ch <- f:
+				case w.ch <- m:
 				default:
 					t.drop(w, CloseSlowConsumer)
 				}
 			}
-			t.cursor = c.Cursor
+			if t.cursor.Less(c.Cursor) {
+				t.cursor = c.Cursor
+			}
 		}
 		if len(cs) < h.o.Page && t.cursor.Less(settled) {
 			t.cursor = settled

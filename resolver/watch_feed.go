@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -68,12 +69,17 @@ func ParseCursor(s string) (Cursor, error) {
 type Change struct {
 	Cursor Cursor
 	Event  events.Event
+	// ID says whether the change's SSE message carries an id, and IDCursor
+	// is that id (see inRevisionOrder).
+	ID       bool
+	IDCursor Cursor
 }
 
 // ChangeFeed is what the watch needs from the source of truth.
 type ChangeFeed interface {
 	// Changes returns up to limit of tenant's committed changes after
-	// cursor, in cursor order, and settled: the cursor up to which every
+	// cursor, the limit taken in cursor order, the result in each route's
+	// revision order with its resume points marked (inRevisionOrder), and settled: the cursor up to which every
 	// change of every tenant is final. When fewer than limit come back, the
 	// caller has read everything up to settled and may continue from there.
 	Changes(ctx context.Context, tenant string, after Cursor, limit int) (cs []Change, settled Cursor, err error)
@@ -144,6 +150,7 @@ func (f *LedgerFeed) Changes(ctx context.Context, tenant string, after Cursor, l
 	if err := rows.Err(); err != nil {
 		return nil, Cursor{}, fmt.Errorf("watch: read changes of %s: %w", tenant, err)
 	}
+	inRevisionOrder(cs)
 	return cs, settled, nil
 }
 
@@ -189,13 +196,83 @@ func parseXmin(s string) (Cursor, error) {
 	return Cursor{Xid: x}, nil
 }
 
-// frame renders c as one SSE event.
+// inRevisionOrder puts one read of changes (in cursor order) into each
+// route's revision order and marks the changes whose cursor is a safe
+// resume point. Cursor order (xid, seq) is what makes a read complete, but
+// it is not always a route's revision order: a batch transaction that took
+// its xid, then waited for a row lock another transaction held, commits a
+// later revision under a lower xid. Both become settled in the same read
+// (the waiting one holds xmin below the other's xid until it ends), so
+// swapping a route's changes among the places they hold in the read puts
+// them right; other routes keep cursor order. An id is sent only where
+// every change of the read up to it, and none after it, is at or below it:
+// a client that resumes from there gets the rest once. Between the two
+// changes of such a swap there is no id, so a client that disconnects just
+// there gets the first again; a pair split across a full page keeps cursor
+// order. Both need two transactions racing for one route's lock.
+func inRevisionOrder(cs []Change) {
+	type route struct{ service, env, version string }
+	last := make(map[route]int64, len(cs))
+	inverted := false
+	for i := range cs {
+		k := route{cs[i].Event.Service, cs[i].Event.Env, cs[i].Event.Version}
+		if r, ok := last[k]; ok && cs[i].Event.Revision < r {
+			inverted = true
+			break
+		}
+		last[k] = cs[i].Event.Revision
+	}
+	if inverted {
+		places := map[route][]int{}
+		for i := range cs {
+			k := route{cs[i].Event.Service, cs[i].Event.Env, cs[i].Event.Version}
+			places[k] = append(places[k], i)
+		}
+		for _, ps := range places {
+			if len(ps) < 2 {
+				continue
+			}
+			rows := make([]Change, len(ps))
+			for j, p := range ps {
+				rows[j] = cs[p]
+			}
+			sort.SliceStable(rows, func(a, b int) bool { return rows[a].Event.Revision < rows[b].Event.Revision })
+			for j, p := range ps {
+				cs[p] = rows[j]
+			}
+		}
+	}
+	if len(cs) == 0 {
+		return
+	}
+	suffixMin := make([]Cursor, len(cs))
+	suffixMin[len(cs)-1] = cs[len(cs)-1].Cursor
+	for i := len(cs) - 2; i >= 0; i-- {
+		suffixMin[i] = suffixMin[i+1]
+		if cs[i].Cursor.Less(suffixMin[i]) {
+			suffixMin[i] = cs[i].Cursor
+		}
+	}
+	var prefixMax Cursor
+	for i := range cs {
+		if prefixMax.Less(cs[i].Cursor) {
+			prefixMax = cs[i].Cursor
+		}
+		cs[i].ID = i == len(cs)-1 || prefixMax.Less(suffixMin[i+1])
+		cs[i].IDCursor = prefixMax
+	}
+}
+
+// frame renders c as one SSE message.
 func frame(c Change) []byte {
 	data, _ := json.Marshal(c.Event) // an Event always encodes
 	b := make([]byte, 0, len(data)+72)
-	b = append(b, "id: "...)
-	b = append(b, c.Cursor.String()...)
-	b = append(b, "\nevent: route_changed\ndata: "...)
+	if c.ID {
+		b = append(b, "id: "...)
+		b = append(b, c.IDCursor.String()...)
+		b = append(b, '\n')
+	}
+	b = append(b, "event: route_changed\ndata: "...)
 	b = append(b, data...)
 	return append(b, "\n\n"...)
 }

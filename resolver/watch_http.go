@@ -94,6 +94,13 @@ func (r *Resolver) serveWatch(c *gin.Context) {
 	hd.Set("Cache-Control", "no-cache")
 	hd.Set("X-Accel-Buffering", "no") // no proxy buffering of the stream
 	c.Writer.WriteHeader(http.StatusOK)
+	if !resume {
+		// An id-only message: the client's resume point is the head even
+		// before the first change (EventSource keeps it as lastEventId).
+		if s.write([]byte("id: "+from.String()+"\n\n")) != nil {
+			return
+		}
+	}
 	if s.flush() != nil {
 		return
 	}
@@ -102,10 +109,13 @@ func (r *Resolver) serveWatch(c *gin.Context) {
 	for {
 		for i := range cs {
 			ch := &cs[i]
-			if w.wants(ch) && s.write(frame(*ch)) != nil {
+			var f rowFrames
+			if m := w.message(ch, &f); m != nil && s.write(*m) != nil {
 				return
 			}
-			from = ch.Cursor
+			if from.Less(ch.Cursor) {
+				from = ch.Cursor
+			}
 		}
 		if len(cs) == h.o.Page {
 			if cs, settled, err = h.changes(ctx, tenant, from); err != nil {
