@@ -193,7 +193,7 @@ workflows are listed as pending (mutations status|cancel <workflow_id>).`,
 	cmd.Flags().IntVar(&concurrency, "concurrency", 4, "batch requests in flight")
 	cmd.Flags().StringVar(&prefix, "idempotency-key", "", "prefix of the batches' Idempotency-Keys (default: import-{random uuid})")
 	cmd.Flags().StringVar(&changedBy, "changed-by", "", "who makes the change, for routes without changed_by (default: the token's name)")
-	cmd.Flags().StringVar(&notBefore, "not-before", "", "apply every batch at this time (RFC 3339, or a duration from now such as 2h)")
+	cmd.Flags().StringVar(&notBefore, "not-before", "", "apply every batch at this `TIME` (RFC 3339, or a duration from now such as 2h)")
 	return cmd
 }
 

@@ -145,10 +145,10 @@ func newRoutesCmd() *cobra.Command {
 	rollback.Flags().Int64Var(&to, "to", 0, "the revision to restore")
 	for _, w := range []*cobra.Command{update, activate, deactivate, rollback} {
 		w.Flags().StringVar(&ifMatch, "if-match", "", "apply only if the route is at this revision (its ETag)")
-		w.Flags().StringVar(&revertAfter, "revert-after", "", "once applied, restore the previous state after this long (1s to 720h), unless the route changed meanwhile; `mutations cancel` cancels the revert")
+		w.Flags().StringVar(&revertAfter, "revert-after", "", "once applied, restore the previous state after this `DURATION` (1s to 720h) unless the route changed meanwhile; mutations cancel cancels the revert")
 	}
 	for _, w := range []*cobra.Command{create, update, activate, deactivate, rollback} {
-		w.Flags().StringVar(&notBefore, "not-before", "", "apply at this time (RFC 3339, or a duration from now such as 2h); `mutations cancel` cancels it until then")
+		w.Flags().StringVar(&notBefore, "not-before", "", "apply at this `TIME` (RFC 3339, or a duration from now such as 2h); mutations cancel cancels it until then")
 	}
 
 	get := &cobra.Command{Use: "get", Short: "Show one route (active or not)", Args: cobra.NoArgs, RunE: func(c *cobra.Command, _ []string) error {
