@@ -67,8 +67,10 @@ func redisCPU(t *testing.T, rdb *redis.Client) float64 {
 // each (10,000 distinct routes) with the default timings (heartbeat 1 s,
 // flush 100 ms). It logs the Redis commands and round trips per second per
 // resolver and per change, and the Redis server's CPU over the run (the
-// whole server's, so an upper bound when other tests share it). Asserted:
-// at most 20 commands a second per resolver, whatever the change rate.
+// whole server's, so an upper bound when other tests share it). Steady
+// state is 15 commands a second per resolver whatever the change rate (10
+// flushes of one script call, one 5-command heartbeat); a 3 s run adds the
+// first flushBurst flushes. Asserted: at most 25.
 func TestTheReportingLoadOfTenResolversAtAThousandChangesASecond(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 3 s load run")
@@ -143,7 +145,7 @@ func TestTheReportingLoadOfTenResolversAtAThousandChangesASecond(t *testing.T) {
 		perRes, trips/secs/resolvers, cmds/float64(changes.Load()), time.Duration(float64(count.wait.Load())/max(trips, 1)).Round(time.Microsecond))
 	t.Logf("Redis server CPU over the run: %.3f s in %.1f s (%.1f %% of one core; whole server, other tests included)",
 		cpu, secs, 100*cpu/secs)
-	require.LessOrEqual(t, perRes, 20.0)
+	require.LessOrEqual(t, perRes, 25.0)
 }
 
 // BenchmarkApplied is the cost Applied adds to the resolver's event path

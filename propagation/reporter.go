@@ -12,7 +12,12 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 )
+
+// flushBurst is how many flushes may follow each other without waiting for
+// the Flush interval.
+const flushBurst = 10
 
 // ReporterOptions configure a Reporter. Redis and ID are required.
 type ReporterOptions struct {
@@ -26,9 +31,11 @@ type ReporterOptions struct {
 	Prefix string
 	// Heartbeat is how often the instance says it is alive (DefaultHeartbeat).
 	Heartbeat time.Duration
-	// Flush is the shortest interval between two writes of applied
-	// revisions (DefaultFlush): a change after a quiet spell is written at
-	// once, a burst of changes in one Redis command per interval.
+	// Flush bounds how often applied revisions are written (DefaultFlush):
+	// on average at most once per interval, with a burst of flushBurst
+	// writes at once, so a change after a quiet spell (or a writer waiting
+	// for each change in turn) is written at once, and a sustained stream
+	// of changes in one Redis command per interval.
 	Flush time.Duration
 	// TTL bounds how long a dead instance's data stays in Redis (DefaultTTL);
 	// every heartbeat renews it. It must be well above Heartbeat.
@@ -38,9 +45,9 @@ type ReporterOptions struct {
 
 // Reporter tells Redis that one resolver instance is alive and which route
 // revisions it has applied. Applied is cheap (a map write under a mutex);
-// a background loop writes what accumulated in one script call, at most
-// once per Flush interval, and heartbeats every Heartbeat interval in one
-// pipeline.
+// a background loop writes what accumulated in one script call (on
+// average at most once per Flush interval), and heartbeats every Heartbeat
+// interval in one pipeline.
 type Reporter struct {
 	rdb       redis.Cmdable
 	k         keys
@@ -190,12 +197,11 @@ func (r *Reporter) loop() {
 	defer close(r.done)
 	hb := time.NewTicker(r.heartbeat)
 	defer hb.Stop()
-	// due fires when a flush waits for the interval since the last one
-	// to pass; nil when none waits.
+	// due fires when a flush waits for its turn; nil when none waits.
 	var due <-chan time.Time
-	var last time.Time
+	lim := rate.NewLimiter(rate.Every(r.flush), flushBurst)
 	flush := func() {
-		due, last = nil, time.Now()
+		due = nil
 		if !r.flushApplied() {
 			due = time.After(r.flush) // retry what failed
 		}
@@ -206,7 +212,7 @@ func (r *Reporter) loop() {
 			return
 		case <-r.kick:
 			if due == nil {
-				if wait := r.flush - time.Since(last); wait > 0 {
+				if wait := lim.Reserve().Delay(); wait > 0 {
 					due = time.After(wait)
 				} else {
 					flush()
