@@ -202,6 +202,6 @@ func newRoutesCmd() *cobra.Command {
 	list.Flags().StringVar(&active, "active", "", "only active (true) or inactive (false) routes")
 	list.Flags().IntVar(&limit, "limit", 0, "at most this many routes (default: all)")
 
-	cmd.AddCommand(create, update, activate, deactivate, rollback, get, list, newHistoryCmd(&cf), newImportCmd(&cf))
+	cmd.AddCommand(create, update, activate, deactivate, rollback, get, list, newHistoryCmd(&cf), newImportCmd(&cf), newWatchCmd(&cf))
 	return cmd
 }
