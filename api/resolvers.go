@@ -114,3 +114,49 @@ func (v resolverView) wait(ctx context.Context, route routes.Route) (*propagatio
 	}
 	return &p, false
 }
+
+// propagatedResponse is a single write's answer with its propagation
+// (?wait=propagated).
+type propagatedResponse struct {
+	mutationResponse
+	Propagation *propagation.Propagation `json:"propagation,omitempty"`
+}
+
+// propagated turns a single write's answer (status, body) into its
+// ?wait=propagated answer: it waits within ctx (the rest of the write's
+// ack timeout) until every live resolver has applied the committed
+// revision, and answers the same status with "propagation" when they
+// have, else 202 with the propagation so far. Other bodies (errors,
+// batches, 202s) pass unchanged, and so does everything without a
+// registry: the answer then has no "propagation".
+func (v resolverView) propagated(ctx context.Context, status int, body any) (int, any) {
+	resp, ok := body.(mutationResponse)
+	if !ok || v.r == nil || status >= http.StatusMultipleChoices || status == http.StatusAccepted {
+		return status, body
+	}
+	out := propagatedResponse{mutationResponse: resp}
+	var complete bool
+	if ctx.Err() == nil {
+		out.Propagation, complete = v.wait(ctx, resp.Route)
+	}
+	if out.Propagation == nil {
+		// The ack timeout is spent (the answer came from the ledger) or
+		// Redis did not answer in time: one more look of its own.
+		out.Propagation = v.of(context.WithoutCancel(ctx), resp.Route.Key(), resp.Route.Revision, resp.Route.UpdatedAt)
+		complete = out.Propagation != nil && out.Propagation.Complete
+	}
+	if !complete {
+		status = http.StatusAccepted
+	}
+	return status, out
+}
+
+// ofStatus is the propagation of a mutation status's route: nil until the
+// route is committed (the status then holds a routes.Route).
+func (v resolverView) ofStatus(ctx context.Context, route any) *propagation.Propagation {
+	r, ok := route.(routes.Route)
+	if !ok {
+		return nil
+	}
+	return v.of(ctx, r.Key(), r.Revision, r.UpdatedAt)
+}

@@ -134,3 +134,50 @@ func TestTheMutationPropagationCountsTheLiveResolversThatAppliedIt(t *testing.T)
 	require.Nil(t, resolverView{log: zaptest.NewLogger(t)}.of(context.Background(), k, 4, time.Time{}), "no registry: no propagation")
 	require.Nil(t, resolverView{r: brokenResolvers{}, log: zaptest.NewLogger(t)}.of(context.Background(), k, 4, time.Time{}), "redis down: no propagation")
 }
+
+func TestAWriteWaitingForPropagationIs202UntilEveryResolverAppliedIt(t *testing.T) {
+	reg, reps := resolversFixture(t)
+	v := resolverView{r: reg, log: zaptest.NewLogger(t)}
+	route := routes.Route{Tenant: "team-a", Service: "payments", Env: "prod", Version: "v1", Revision: 2,
+		UpdatedAt: time.Now().Add(time.Hour)} // after both subscribed: each must apply it
+	body := mutationResponse{Route: route, Action: routes.ActionUpdated, Changed: true, WorkflowID: "route/x"}
+	reps[0].Applied(route.Key().String(), 2, time.Now())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	status, out := v.propagated(ctx, http.StatusOK, body)
+	require.Equal(t, http.StatusAccepted, status)
+	raw, err := json.Marshal(out)
+	require.NoError(t, err)
+	var got map[string]any
+	require.NoError(t, json.Unmarshal(raw, &got))
+	require.Equal(t, "route/x", got["workflow_id"], "the write's answer, with its propagation")
+	require.Equal(t, map[string]any{"resolvers": float64(2), "applied": float64(1), "complete": false,
+		"pending": []any{"resolver-b"}}, got["propagation"])
+
+	reps[1].Applied(route.Key().String(), 2, time.Now())
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	status, out = v.propagated(ctx, http.StatusOK, body)
+	require.Equal(t, http.StatusOK, status)
+	require.True(t, out.(propagatedResponse).Propagation.Complete)
+
+	// After the ack timeout (an answer from the ledger) it still looks once.
+	done, cancelDone := context.WithCancel(context.Background())
+	cancelDone()
+	status, out = v.propagated(done, http.StatusCreated, body)
+	require.Equal(t, http.StatusCreated, status)
+	require.True(t, out.(propagatedResponse).Propagation.Complete)
+
+	// Bodies other than a single write's answer, and an api without
+	// registry, pass unchanged.
+	status, out = v.propagated(context.Background(), http.StatusAccepted, pendingResponse{WorkflowID: "route/y"})
+	require.Equal(t, http.StatusAccepted, status)
+	require.IsType(t, pendingResponse{}, out)
+	status, out = resolverView{log: zaptest.NewLogger(t)}.propagated(context.Background(), http.StatusOK, body)
+	require.Equal(t, http.StatusOK, status)
+	require.IsType(t, mutationResponse{}, out)
+
+	require.Nil(t, v.ofStatus(context.Background(), route.Key()), "not committed yet")
+	require.True(t, v.ofStatus(context.Background(), route).Complete)
+}
