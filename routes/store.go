@@ -232,6 +232,15 @@ func (s *Store) change(ctx context.Context, m Mutation) (Result, error) {
 		if url == before.URL && active == before.IsActive {
 			return res, recordUnchanged(ctx, tx, m, id, before)
 		}
+		if before.IsActive && !active {
+			// A split must never point at an inactive version (split_store.go).
+			if split, w, err := splitsUsing(ctx, tx, m.Key); err != nil {
+				return Result{}, err
+			} else if split != "" {
+				c := conflictf("version %s is in the split of %s (weight %d): change the split first", m.Key.Version, split, w)
+				return Result{}, rejected{c, &id}
+			}
+		}
 		err = tx.QueryRow(ctx, changeSQL, id, url, active,
 			m.EventID, m.Key.Tenant, m.Key.Service, m.Key.Env, m.Key.Version, m.Action,
 			before.URL, State(before.IsActive), m.ChangedBy, m.WorkflowID, m.RollbackTo,
