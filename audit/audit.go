@@ -40,6 +40,10 @@ type Metadata struct {
 	// approved it.
 	RequestedBy string `bson:"requested_by,omitempty" json:"requested_by,omitempty"`
 	ApprovedBy  string `bson:"approved_by,omitempty" json:"approved_by,omitempty"`
+	// Weights and PreviousWeights are a split change's (split_changed
+	// documents only, see FromSplitEvent).
+	Weights         map[string]int `bson:"weights,omitempty" json:"weights,omitempty"`
+	PreviousWeights map[string]int `bson:"previous_weights,omitempty" json:"previous_weights,omitempty"`
 }
 
 // Document is one audit record, in the seed's structure.

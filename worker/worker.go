@@ -47,6 +47,7 @@ func Register(r interface {
 }, acts *activities.Activities) {
 	r.RegisterWorkflowWithOptions(workflows.RouteMutation, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	r.RegisterWorkflowWithOptions(workflows.RouteBatch, workflow.RegisterOptions{Name: workflows.BatchWorkflowType})
+	r.RegisterWorkflowWithOptions(workflows.SplitMutation, workflow.RegisterOptions{Name: workflows.SplitWorkflowType})
 	r.RegisterActivityWithOptions(acts, activity.RegisterOptions{})
 }
 
