@@ -14,8 +14,11 @@ import (
 // The watch stream (GET /api/v1/watch/{tenant}) follows a tenant's route
 // changes. History comes from the ledger (ChangeFeed) in commit order; live
 // delivery is one shared tail query per watched tenant, woken by the route
-// events this resolver already consumes (Invalidate) and, to cover a missed
-// or early wake-up, every WatchOptions.Tail. The tail's rows fan out to the
+// events this resolver already consumes (Invalidate), retried soon when a
+// wake-up finds its change not settled yet, and woken every
+// WatchOptions.Tail by one instance-wide sweep of the ledger for tenants
+// with new changes (a lost or missed event): one query a second per
+// instance, not one per watched tenant. The tail's rows fan out to the
 // tenant's watchers through bounded buffers: a watcher that falls behind is
 // dropped with a close event rather than buffered without bound, and
 // resumes from its last id.
@@ -46,7 +49,8 @@ type WatchOptions struct {
 	MaxWatchers, MaxPerTenant int
 	// Heartbeat is the interval of `: ping` comments.
 	Heartbeat time.Duration
-	// Tail is how often a tenant's tail query runs without a wake-up.
+	// Tail is the interval of the sweep that wakes tenants whose changes
+	// no event announced.
 	Tail time.Duration
 	// Buffer is how many changes a watcher may lag behind before it is
 	// closed as a slow consumer.
@@ -80,10 +84,12 @@ func (r *Resolver) EnableWatch(o WatchOptions) error {
 	o.Tail = orDefault(o.Tail, DefaultWatchTail)
 	o.WriteTimeout = orDefault(o.WriteTimeout, DefaultWatchWriteTimeout)
 	ctx, cancel := context.WithCancel(context.Background())
-	r.watch.Store(&watchHub{
+	h := &watchHub{
 		o: o, log: r.log.Named("watch"), tenants: map[string]*tenantTail{},
 		history: make(chan struct{}, o.History), done: make(chan struct{}), ctx: ctx, cancel: cancel,
-	})
+	}
+	r.watch.Store(h)
+	go h.sweep()
 	return nil
 }
 
@@ -286,14 +292,12 @@ func (t *tenantTail) drop(w *watcher, reason string) {
 	close(w.ch)
 }
 
-// run polls the tenant's changes on wake-ups and ticks until its last
-// watcher leaves. A wake-up that finds nothing new (the change's
+// run polls the tenant's changes on wake-ups (events, the sweep) until its
+// last watcher leaves. A wake-up that finds nothing new (the change's
 // transaction is settled only once older ones end) is retried soon with a
-// growing delay, not left to the next tick.
+// growing delay, not left to the sweep.
 func (t *tenantTail) run() {
 	h := t.hub
-	tick := time.NewTicker(h.o.Tail)
-	defer tick.Stop()
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	var delay time.Duration
@@ -308,7 +312,6 @@ func (t *tenantTail) run() {
 			woke, delay = true, 0
 		case <-retry.C:
 			woke = true
-		case <-tick.C:
 		}
 		n, err := t.poll()
 		if err != nil {
@@ -367,6 +370,66 @@ func (t *tenantTail) poll() (int, error) {
 		t.mu.Unlock()
 		if len(cs) < h.o.Page {
 			return total, nil
+		}
+	}
+}
+
+// sweep wakes, every Tail, the watched tenants that have changes after the
+// sweep's cursor. After a time without watchers the cursor restarts at the
+// oldest tail's: nothing a tail has yet to read is behind it. A tenant's
+// tail reads from its own cursor, so waking it for changes it has already
+// read costs one query that finds nothing.
+func (h *watchHub) sweep() {
+	tick := time.NewTicker(h.o.Tail)
+	defer tick.Stop()
+	var cursor Cursor
+	idle := true
+	for {
+		select {
+		case <-h.done:
+			return
+		case <-tick.C:
+		}
+		h.mu.RLock()
+		tails := make([]*tenantTail, 0, len(h.tenants))
+		for _, t := range h.tenants {
+			tails = append(tails, t)
+		}
+		h.mu.RUnlock()
+		if idle {
+			var oldest *Cursor
+			for _, t := range tails {
+				t.mu.Lock()
+				if t.started && (oldest == nil || t.cursor.Less(*oldest)) {
+					c := t.cursor
+					oldest = &c
+				}
+				t.mu.Unlock()
+			}
+			if oldest == nil {
+				continue // no tail running: nothing to wake
+			}
+			cursor, idle = *oldest, false
+		}
+		if len(tails) == 0 {
+			idle = true
+			continue
+		}
+		for more := true; more; {
+			ctx, cancel := context.WithTimeout(h.ctx, 5*time.Second)
+			var tenants []string
+			var err error
+			tenants, cursor, more, err = h.o.Feed.Touched(ctx, cursor, 10*h.o.Page)
+			cancel()
+			if err != nil {
+				if h.ctx.Err() == nil {
+					h.log.Warn("watch sweep failed; retrying", zap.Error(err))
+				}
+				break
+			}
+			for _, tenant := range tenants {
+				h.wake(tenant)
+			}
 		}
 	}
 }

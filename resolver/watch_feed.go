@@ -83,6 +83,11 @@ type ChangeFeed interface {
 	// change of every tenant is final. When fewer than limit come back, the
 	// caller has read everything up to settled and may continue from there.
 	Changes(ctx context.Context, tenant string, after Cursor, limit int) (cs []Change, settled Cursor, err error)
+	// Touched returns the tenants with settled changes after cursor (up to
+	// limit changes read, in cursor order), the cursor to continue from,
+	// and whether there may be more. It is the sweep that covers a missed
+	// wake-up: one query per instance, not one per tenant.
+	Touched(ctx context.Context, after Cursor, limit int) (tenants []string, next Cursor, more bool, err error)
 	// Head is where a stream of tenant that starts now begins: the settled
 	// cursor, and the changes after it that have already committed (a
 	// transaction older than them still runs), which the stream skips.
@@ -152,6 +157,56 @@ func (f *LedgerFeed) Changes(ctx context.Context, tenant string, after Cursor, l
 	}
 	inRevisionOrder(cs)
 	return cs, settled, nil
+}
+
+// touchedSQL reads the tenants of every settled change after a cursor
+// (index route_ledger_watch_all_idx, 00006_watch.sql).
+const touchedSQL = `SELECT tenant, xid::text, seq FROM route_ledger
+	WHERE outcome = 'changed' AND (xid, seq) > ($1::text::xid8, $2::bigint) AND xid < $3::text::xid8
+	ORDER BY xid, seq LIMIT $4`
+
+// Touched implements ChangeFeed.
+func (f *LedgerFeed) Touched(ctx context.Context, after Cursor, limit int) ([]string, Cursor, bool, error) {
+	var xmin string
+	if err := f.pool.QueryRow(ctx, xminSQL).Scan(&xmin); err != nil {
+		return nil, Cursor{}, false, fmt.Errorf("watch: read xmin: %w", err)
+	}
+	settled, err := parseXmin(xmin)
+	if err != nil {
+		return nil, Cursor{}, false, err
+	}
+	rows, err := f.pool.Query(ctx, touchedSQL, strconv.FormatUint(after.Xid, 10), after.Seq, xmin, limit)
+	if err != nil {
+		return nil, Cursor{}, false, fmt.Errorf("watch: sweep: %w", err)
+	}
+	defer rows.Close()
+	seen := map[string]bool{}
+	var tenants []string
+	next, n := after, 0
+	for rows.Next() {
+		var tenant, xid string
+		if err := rows.Scan(&tenant, &xid, &next.Seq); err != nil {
+			return nil, Cursor{}, false, fmt.Errorf("watch: sweep: %w", err)
+		}
+		if next.Xid, err = strconv.ParseUint(xid, 10, 64); err != nil {
+			return nil, Cursor{}, false, fmt.Errorf("watch: xid %q: %w", xid, err)
+		}
+		if !seen[tenant] {
+			seen[tenant] = true
+			tenants = append(tenants, tenant)
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return nil, Cursor{}, false, fmt.Errorf("watch: sweep: %w", err)
+	}
+	if n == limit {
+		return tenants, next, true, nil
+	}
+	if next.Less(settled) {
+		next = settled
+	}
+	return tenants, next, false, nil
 }
 
 // headSQL reads the settled cursor and, in the same snapshot, the tenant's

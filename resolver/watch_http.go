@@ -21,7 +21,7 @@ var (
 	sseHeaders   = []string{"text/event-stream"}
 	closePrefix  = []byte("event: close\ndata: {\"reason\":\"")
 	closeSuffix  = []byte("\"}\n\n")
-	errNoHistory = errors.New("history read failed")
+	errNoHistory = errors.New("the watch stream is shutting down")
 )
 
 // serveWatch answers GET /api/v1/watch/{tenant}?service=&env= with a
@@ -119,6 +119,9 @@ func (r *Resolver) serveWatch(c *gin.Context) {
 		}
 		if len(cs) == h.o.Page {
 			if cs, settled, err = h.changes(ctx, tenant, from); err != nil {
+				if errors.Is(err, errNoHistory) {
+					s.closeWith(CloseShutdown)
+				}
 				return // the client resumes from its last id
 			}
 			continue
@@ -134,6 +137,9 @@ func (r *Resolver) serveWatch(c *gin.Context) {
 			break
 		}
 		if cs, settled, err = h.changes(ctx, tenant, from); err != nil {
+			if errors.Is(err, errNoHistory) {
+				s.closeWith(CloseShutdown)
+			}
 			return
 		}
 	}
@@ -143,6 +149,9 @@ func (r *Resolver) serveWatch(c *gin.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-h.done: // draining; w may have joined after the hub closed
+			s.closeWith(CloseShutdown)
 			return
 		case <-beat.C:
 			if s.write(ping) != nil || s.flush() != nil {

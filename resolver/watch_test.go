@@ -74,6 +74,21 @@ func TestWatchStreamsChangesFromTheHeadAndResumesAfterAnID(t *testing.T) {
 	q.quiet(t, 200*time.Millisecond)
 }
 
+func TestWatchDeliversAChangeWhoseEventWasLostWithinTheSweep(t *testing.T) {
+	e := newWatchEnv(t, WatchOptions{Tail: 200 * time.Millisecond}, nil)
+	s, _ := openWatch(t, e.srv.URL, WatchPrefix+e.tenant, "", "")
+	k := e.key("checkout", "v1")
+	start := time.Now()
+	// Committed, but no event: only the sweep can wake the tenant's tail.
+	if _, err := e.st.Apply(context.Background(), routes.Mutation{Action: routes.ActionCreated, Key: k, URL: "https://lost.example", Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.next(t, 3*time.Second).decode(t); got.URL != "https://lost.example" {
+		t.Fatalf("got %+v", got)
+	}
+	t.Logf("a change without an event arrived after %v (sweep every 200ms)", time.Since(start))
+}
+
 func TestWatchRejectsBadNamesAndCursors(t *testing.T) {
 	e := newWatchEnv(t, WatchOptions{}, nil)
 	head, _, _ := e.res.watch.Load().o.Feed.Head(context.Background(), e.tenant)
