@@ -499,6 +499,7 @@ type mutationID struct {
 	parts  []string
 	tenant string
 	batch  bool
+	split  bool
 }
 
 // parseMutationID parses wfID; ok is false for anything else.
@@ -506,14 +507,18 @@ func parseMutationID(wfID string) (mutationID, bool) {
 	parts := strings.Split(wfID, "/")
 	single := len(parts) == 7 && parts[0] == "route"
 	batch := len(parts) == 4 && parts[0] == "batch" && parts[2] == string(routes.ActionCreated)
-	if len(wfID) > 512 || !(single || batch) {
+	split := len(parts) == 6 && parts[0] == "split" // split/{t}/{s}/{e}/{action}/{key} (splits.go)
+	if len(wfID) > 512 || !(single || batch || split) {
 		return mutationID{}, false
 	}
-	return mutationID{wfID: wfID, parts: parts, tenant: parts[1], batch: batch}, true
+	return mutationID{wfID: wfID, parts: parts, tenant: parts[1], batch: batch, split: split}, true
 }
 
 // key is the route of a single mutation's id.
 func (id mutationID) key() routes.Key {
+	if id.split {
+		return routes.Key{Tenant: id.parts[1], Service: id.parts[2], Env: id.parts[3]}
+	}
 	return routes.Key{Tenant: id.parts[1], Service: id.parts[2], Env: id.parts[3], Version: id.parts[4]}
 }
 
@@ -537,6 +542,9 @@ func (s *Server) getMutation(c *gin.Context) {
 func (s *Server) statusAnswer(ctx context.Context, id mutationID, info *workflowpb.WorkflowExecutionInfo) any {
 	if id.batch {
 		return s.batchStatus(ctx, id.wfID, id.tenant, info)
+	}
+	if id.split {
+		return s.splitStatusAnswer(ctx, id, info)
 	}
 	wfID := id.wfID
 	out := mutationStatus{
