@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
+	"github.com/trafficmanager/trafficmanager/console"
 	"github.com/trafficmanager/trafficmanager/observability"
 	"github.com/trafficmanager/trafficmanager/resilience"
 	"github.com/trafficmanager/trafficmanager/routes"
@@ -68,6 +70,9 @@ type Options struct {
 	Policies Policies
 	// NewID returns fresh ids (event ids, workflow keys); uuid v4 by default.
 	NewID func() string
+	// Console configures the web console at /ui/ (docs/console.md), which
+	// calls this API in process with the signed-in token.
+	Console console.Settings
 }
 
 // Server is the REST API.
@@ -177,6 +182,19 @@ func (s *Server) Handler() http.Handler {
 	v1.GET("/mutations/*id", s.getMutation)
 	v1.POST("/mutations/*id", s.decideMutation)
 	RegisterAudit(v1, s.o.Audit, s.log)
+	var auth console.Authenticator
+	if s.o.Auth != nil {
+		auth = s.o.Auth
+	}
+	console.New(console.Options{Settings: s.o.Console, API: r, Auth: auth, Log: s.log.Named("console")}).Register(r)
+	// "/" sends a browser to the console; API clients keep the JSON 404.
+	r.GET("/", func(c *gin.Context) {
+		if strings.Contains(c.GetHeader("Accept"), "text/html") {
+			c.Redirect(http.StatusSeeOther, "/ui/")
+			return
+		}
+		WriteError(c, nil, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such endpoint"})
+	})
 	return r
 }
 
