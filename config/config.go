@@ -24,6 +24,13 @@ type Config struct {
 	TemporalAddress   string // TM_TEMPORAL_ADDRESS
 	TemporalNamespace string // TM_TEMPORAL_NAMESPACE
 	TemporalTaskQueue string // TM_TEMPORAL_TASK_QUEUE
+	// TemporalUIURL is the Temporal UI the web console links every
+	// mutation's workflow to (the dev stack's UI by default).
+	TemporalUIURL string // TM_TEMPORAL_UI_URL
+	// ConsoleTrustForwardedProto: the api is behind a TLS-terminating proxy
+	// that sets X-Forwarded-Proto, so "https" there marks the console's
+	// session cookie Secure.
+	ConsoleTrustForwardedProto bool // TM_CONSOLE_TRUST_FORWARDED_PROTO: on or off (default)
 
 	CacheTTL         time.Duration // TM_CACHE_TTL
 	NegativeCacheTTL time.Duration // TM_NEGATIVE_CACHE_TTL
@@ -94,6 +101,9 @@ func Load(getenv func(string) string) (Config, error) {
 		TemporalAddress:   p.str("TM_TEMPORAL_ADDRESS", ""),
 		TemporalNamespace: p.str("TM_TEMPORAL_NAMESPACE", "default"),
 		TemporalTaskQueue: p.str("TM_TEMPORAL_TASK_QUEUE", "route-mutations"),
+		TemporalUIURL:     p.str("TM_TEMPORAL_UI_URL", "http://127.0.0.1:8233"),
+
+		ConsoleTrustForwardedProto: p.onOff("TM_CONSOLE_TRUST_FORWARDED_PROTO", false),
 
 		CacheTTL:         p.duration("TM_CACHE_TTL", 60*time.Second),
 		NegativeCacheTTL: p.duration("TM_NEGATIVE_CACHE_TTL", 10*time.Second),
@@ -132,6 +142,9 @@ func Load(getenv func(string) string) (Config, error) {
 	c.HTTPIdleTimeout = p.duration("TM_HTTP_IDLE_TIMEOUT", 120*time.Second)
 	if c.HTTPWriteTimeout > 0 && c.HTTPWriteTimeout <= c.WriteAckTimeout {
 		p.bad("TM_HTTP_WRITE_TIMEOUT", fmt.Sprintf("must be longer than TM_WRITE_ACK_TIMEOUT (%s), or 0 for none", c.WriteAckTimeout))
+	}
+	if u, err := url.Parse(c.TemporalUIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.bad("TM_TEMPORAL_UI_URL", "must be an http(s) URL, as in http://127.0.0.1:8233")
 	}
 	if c.DatabaseURL != "" {
 		if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
