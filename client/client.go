@@ -41,7 +41,8 @@ func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc
 func WithLogger(l *zap.Logger) Option { return func(c *Client) { c.log = l } }
 
 // WithConnectWait bounds how long the first Resolve of a tenant waits for
-// its stream to open before answering over HTTP without caching.
+// its stream's first attempt before answering over HTTP; while the stream
+// is not open, answers are not cached and no Resolve waits again.
 func WithConnectWait(d time.Duration) Option { return func(c *Client) { c.connectWait = d } }
 
 // WithIdleTimeout is how long a stream may be silent (no event, no
@@ -145,7 +146,7 @@ func (c *Client) miss(ctx context.Context, k routeKey) (string, error) {
 	if !ts.live.Load() && !closed {
 		t := time.NewTimer(c.connectWait)
 		select {
-		case <-ts.opened:
+		case <-ts.tried: // at once when the first attempt has failed: no wait per miss
 		case <-t.C:
 		case <-ctx.Done():
 		}

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -112,4 +116,34 @@ func TestClientAfterCloseAsksTheResolver(t *testing.T) {
 	c.Close()
 	s.change(routes.ActionUpdated, k, "https://two.example", true)
 	eventually(t, c, k, "https://two.example", 2*time.Second) // the resolver's own propagation
+}
+
+// A resolver whose watch stream is unavailable: answers come over HTTP,
+// uncached, and only the first Resolve of the tenant waits for the stream.
+func TestClientWithoutAWatchStreamAsksEveryTimeWithoutWaiting(t *testing.T) {
+	var watches atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/v1/watch/") {
+			watches.Add(1)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, `{"error":{"code":"unavailable","message":"no watch"}}`)
+			return
+		}
+		fmt.Fprint(w, `{"url":"https://one.example"}`)
+	}))
+	defer srv.Close()
+	c := New(srv.URL, WithBackoff(time.Hour, time.Hour))
+	defer c.Close()
+	for i := 0; i < 3; i++ {
+		start := time.Now()
+		if u, err := c.Resolve(context.Background(), "acme", "checkout", "prod", "v1"); err != nil || u != "https://one.example" {
+			t.Fatalf("resolve = %q %v", u, err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("resolve %d took %v: it waited for a stream that had failed", i, d)
+		}
+	}
+	if hits, misses, _, _ := c.Stats(); hits != 0 || misses != 3 || watches.Load() != 1 {
+		t.Fatalf("%d hits, %d misses, %d stream attempts; want 0, 3, 1", hits, misses, watches.Load())
+	}
 }

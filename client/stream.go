@@ -20,7 +20,7 @@ import (
 // tenantStream follows one tenant's watch stream.
 type tenantStream struct {
 	tenant string
-	opened chan struct{} // closed once the stream first opens
+	tried  chan struct{} // closed once the first attempt opened the stream or failed
 	once   sync.Once
 	live   atomic.Bool // the stream has opened once: answers may be cached
 	last   string      // the last event id (stream goroutine only)
@@ -53,7 +53,7 @@ func (c *Client) watch(tenant string) *tenantStream {
 	if ts = c.tenants[tenant]; ts != nil {
 		return ts
 	}
-	ts = &tenantStream{tenant: tenant, opened: make(chan struct{})}
+	ts = &tenantStream{tenant: tenant, tried: make(chan struct{})}
 	c.tenants[tenant] = ts
 	if c.ctx.Err() == nil {
 		c.wg.Add(1)
@@ -71,6 +71,7 @@ func (c *Client) follow(ts *tenantStream) {
 	for c.ctx.Err() == nil {
 		start := time.Now()
 		err := c.streamOnce(ts)
+		ts.once.Do(func() { close(ts.tried) })
 		if c.ctx.Err() != nil {
 			return
 		}
@@ -134,7 +135,7 @@ func (c *Client) streamOnce(ts *tenantStream) error {
 		return &Error{Status: resp.StatusCode, Code: apiCode(buf[:n])}
 	}
 	ts.live.Store(true)
-	ts.once.Do(func() { close(ts.opened) })
+	ts.once.Do(func() { close(ts.tried) })
 
 	// A stream silent for longer than idleTimeout (no heartbeat) is dead:
 	// the timer cancels the request, which ends the read below.

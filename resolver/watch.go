@@ -3,9 +3,11 @@ package resolver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/trafficmanager/trafficmanager/httperr"
@@ -62,6 +64,10 @@ type WatchOptions struct {
 	History int
 	// WriteTimeout bounds one write to a watcher's connection.
 	WriteTimeout time.Duration
+	// Registerer, when set, gets the watch metrics: watch_streams and
+	// watch_tenants (gauges), watch_changes_sent_total and
+	// watch_slow_consumers_total.
+	Registerer prometheus.Registerer
 }
 
 // EnableWatch serves GET /api/v1/watch/{tenant} from o.Feed. Without it the
@@ -87,6 +93,22 @@ func (r *Resolver) EnableWatch(o WatchOptions) error {
 	h := &watchHub{
 		o: o, log: r.log.Named("watch"), tenants: map[string]*tenantTail{},
 		history: make(chan struct{}, o.History), done: make(chan struct{}), ctx: ctx, cancel: cancel,
+	}
+	h.sent = prometheus.NewCounter(prometheus.CounterOpts{Name: "watch_changes_sent_total", Help: "Changes handed to watch streams (one per stream)."})
+	h.slow = prometheus.NewCounter(prometheus.CounterOpts{Name: "watch_slow_consumers_total", Help: "Watch streams closed because they fell behind."})
+	if o.Registerer != nil {
+		stat := func(f func(WatchStats) int) func() float64 {
+			return func() float64 { return float64(f(r.WatchStats())) }
+		}
+		err := errors.Join(
+			o.Registerer.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "watch_streams", Help: "Open watch streams."},
+				stat(func(s WatchStats) int { return s.Watchers }))),
+			o.Registerer.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "watch_tenants", Help: "Tenants with open watch streams."},
+				stat(func(s WatchStats) int { return s.Tenants }))),
+			o.Registerer.Register(h.sent), o.Registerer.Register(h.slow))
+		if err != nil {
+			return fmt.Errorf("resolver: watch metrics: %w", err)
+		}
 	}
 	r.watch.Store(h)
 	go h.sweep()
@@ -134,6 +156,8 @@ type watchHub struct {
 	done    chan struct{} // closed by close
 	ctx     context.Context
 	cancel  context.CancelFunc
+
+	sent, slow prometheus.Counter
 
 	mu      sync.RWMutex
 	tenants map[string]*tenantTail
@@ -345,6 +369,7 @@ func (t *tenantTail) poll() (int, error) {
 			return total, err
 		}
 		total += len(cs)
+		sent := 0
 		t.mu.Lock()
 		for i := range cs {
 			c := &cs[i]
@@ -356,8 +381,10 @@ func (t *tenantTail) poll() (int, error) {
 				}
 				select {
 				case w.ch <- m:
+					sent++
 				default:
 					t.drop(w, CloseSlowConsumer)
+					h.slow.Inc()
 				}
 			}
 			if t.cursor.Less(c.Cursor) {
@@ -368,6 +395,7 @@ func (t *tenantTail) poll() (int, error) {
 			t.cursor = settled
 		}
 		t.mu.Unlock()
+		h.sent.Add(float64(sent))
 		if len(cs) < h.o.Page {
 			return total, nil
 		}

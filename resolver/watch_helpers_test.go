@@ -46,6 +46,7 @@ func newWatchEnv(t testing.TB, o WatchOptions, wrap func(http.Handler) http.Hand
 	}
 	t.Cleanup(r.Close)
 	o.Feed = NewLedgerFeed(pool)
+	o.Registerer = reg
 	if err := r.EnableWatch(o); err != nil {
 		t.Fatal(err)
 	}

@@ -236,6 +236,9 @@ func TestWatchClosesASlowConsumerWithAReasonAndItResumes(t *testing.T) {
 	if !strings.HasSuffix(body, "event: close\ndata: {\"reason\":\"slow_consumer\"}\n\n") {
 		t.Fatalf("stream of a slow consumer ends with %q", body[max(0, len(body)-120):])
 	}
+	if n := counter(e.res.watch.Load().slow); n != 1 {
+		t.Errorf("watch_slow_consumers_total = %v, want 1", n)
+	}
 	ids, got := idsIn(body), strings.Count(body, "event: route_changed\n")
 	if got == 0 || got > buffer+1 {
 		t.Fatalf("the slow consumer got %d changes before the close, want 1..%d", got, buffer+1)

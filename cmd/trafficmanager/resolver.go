@@ -115,7 +115,8 @@ func runResolver(ctx context.Context, cfg config.Config, log *zap.Logger, pool *
 		return err
 	}
 	defer res.Close()
-	err = res.EnableWatch(resolver.WatchOptions{Feed: resolver.NewLedgerFeed(pool), MaxWatchers: cfg.WatchMax, MaxPerTenant: cfg.WatchMaxPerTenant})
+	err = res.EnableWatch(resolver.WatchOptions{Feed: resolver.NewLedgerFeed(pool), MaxWatchers: cfg.WatchMax,
+		MaxPerTenant: cfg.WatchMaxPerTenant, Registerer: reg})
 	if err != nil {
 		return err
 	}
