@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"strconv"
@@ -21,81 +22,74 @@ import (
 	"github.com/trafficmanager/trafficmanager/routes"
 )
 
-// BenchmarkWatchFanout opens TM_WATCH_BENCH_WATCHERS streams of one tenant
-// on one resolver (default 9,000: each stream is two descriptors in this
-// one process, client and server, and the machine's hard limit may be
-// 20,000), then commits b.N changes one at a time and measures, for each,
-// the time from the commit (Store.Apply returning) to the last watcher
-// reading it. It reports p50/p99 of that and the memory per open stream
-// (heap and stacks of both ends: an upper bound of the server's share).
-// No assertions: it prints numbers.
+// BenchmarkWatchFanout opens TM_WATCH_BENCH_WATCHERS (default 10,000)
+// streams of one tenant on one resolver, then commits b.N changes one at a
+// time and measures, for each, the time from the commit (Store.Apply
+// returning) to the last stream reading it. The readers run in a child
+// process (this test binary again, TestWatchSwarm), so the resolver's
+// process holds only the server's descriptors and memory: the memory per
+// stream it reports is the server's (heap and stacks). No assertions.
 //
-//	go test -run '^$' -bench WatchFanout -benchtime 20x ./resolver/
+//	go test -run '^$' -bench WatchFanout -benchtime 50x ./resolver/
 func BenchmarkWatchFanout(b *testing.B) {
-	n := 9_000
+	n := 10_000
 	if v, err := strconv.Atoi(os.Getenv("TM_WATCH_BENCH_WATCHERS")); err == nil && v > 0 {
 		n = v
 	}
 	e := newWatchEnv(b, WatchOptions{MaxWatchers: n + 10, MaxPerTenant: n + 10, Buffer: 64}, nil)
-	addr := strings.TrimPrefix(e.srv.URL, "http://")
+	k := e.key("checkout", "v1")
+	e.change(b, routes.ActionCreated, k, "https://bench-0.example", true)
 
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 
-	// One reader goroutine per stream over a raw connection: the lightest
-	// client, so the numbers are the server's. A reader reports the change
-	// whose marker (its URL) it sees.
-	var got atomic.Int64
-	var marker atomic.Pointer[string]
-	var wg sync.WaitGroup
-	conns := make([]net.Conn, 0, n)
-	start := time.Now()
-	for i := 0; i < n; i++ {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			b.Fatalf("stream %d: %v", i, err)
-		}
-		conns = append(conns, c)
-		if _, err := fmt.Fprintf(c, "GET %s%s HTTP/1.1\r\nHost: %s\r\n\r\n", WatchPrefix, e.tenant, addr); err != nil {
-			b.Fatal(err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rd := bufio.NewReaderSize(c, 1024)
-			for {
-				line, err := rd.ReadSlice('\n')
-				if err != nil {
-					return
-				}
-				if m := marker.Load(); m != nil && len(line) > 6 && string(line[:5]) == "data:" && strings.Contains(string(line), *m) {
-					got.Add(1)
-				}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestWatchSwarm$", "-test.v")
+	cmd.Env = append(os.Environ(), "TM_WATCH_SWARM_URL="+e.srv.URL+WatchPrefix+e.tenant, "TM_WATCH_SWARM_N="+strconv.Itoa(n))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	reached := make(chan int, 16)
+	opened := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			switch {
+			case len(f) == 1 && f[0] == "open":
+				close(opened)
+			case len(f) == 2 && f[0] == "reached":
+				i, _ := strconv.Atoi(f[1])
+				reached <- i
 			}
-		}()
+		}
+	}()
+	start := time.Now()
+	select {
+	case <-opened:
+	case <-time.After(120 * time.Second):
+		b.Fatal("the swarm did not open its streams within 120s")
 	}
 	waitForB(b, func() bool { return e.res.WatchStats().Watchers == n })
-	// Every stream has joined the tail once it is counted and its handler
-	// has read the head; give the last handlers a moment to join.
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // the last handlers join their tail
 	b.Logf("%d streams open in %v", n, time.Since(start).Round(time.Millisecond))
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 	perStream := float64(after.HeapInuse+after.StackInuse-before.HeapInuse-before.StackInuse) / float64(n)
 
-	k := e.key("checkout", "v1")
-	e.change(b, routes.ActionCreated, k, "https://bench-0.example", true)
-	time.Sleep(200 * time.Millisecond)
 	var lat []time.Duration
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		m := fmt.Sprintf("https://bench-%d.example", i+1)
-		marker.Store(&m)
-		got.Store(0)
+	for i := 1; i <= b.N; i++ {
 		id := uuid.NewString()
-		res, err := e.st.Apply(context.Background(), routes.Mutation{Action: routes.ActionUpdated, Key: k, URL: m, ChangedBy: "bench", EventID: id})
+		res, err := e.st.Apply(context.Background(), routes.Mutation{Action: routes.ActionUpdated, Key: k,
+			URL: fmt.Sprintf("https://bench-%d.example", i), ChangedBy: "bench", EventID: id})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -103,12 +97,13 @@ func BenchmarkWatchFanout(b *testing.B) {
 		if err := e.pub.Publish(context.Background(), events.FromResult(id, routes.ActionUpdated, res, "bench")); err != nil {
 			b.Fatal(err)
 		}
-		deadline := t0.Add(30 * time.Second)
-		for got.Load() < int64(n) {
-			if time.Now().After(deadline) {
-				b.Fatalf("change %d reached %d of %d streams in 30s", i, got.Load(), n)
+		select {
+		case got := <-reached:
+			if got != i {
+				b.Fatalf("change %d reached every stream while waiting for %d", got, i)
 			}
-			time.Sleep(100 * time.Microsecond)
+		case <-time.After(30 * time.Second):
+			b.Fatalf("change %d did not reach every stream within 30s", i)
 		}
 		lat = append(lat, time.Since(t0))
 	}
@@ -117,13 +112,62 @@ func BenchmarkWatchFanout(b *testing.B) {
 	p := func(q float64) time.Duration { return lat[min(len(lat)-1, int(q*float64(len(lat))))] }
 	b.ReportMetric(float64(p(0.5).Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(p(0.99).Microseconds())/1000, "p99-ms")
-	b.ReportMetric(perStream/1024, "KiB/stream")
-	b.Logf("%d streams: commit to last stream p50 %v p99 %v (max %v) over %d changes; %.1f KiB per stream (both ends)",
+	b.ReportMetric(perStream/1024, "server-KiB/stream")
+	b.Logf("%d streams: commit to last stream p50 %v p99 %v (max %v) over %d changes; server memory %.1f KiB per stream",
 		n, p(0.5), p(0.99), lat[len(lat)-1], len(lat), perStream/1024)
-	for _, c := range conns {
-		c.Close()
+}
+
+// TestWatchSwarm is BenchmarkWatchFanout's child: it opens
+// TM_WATCH_SWARM_N streams of TM_WATCH_SWARM_URL over raw connections,
+// prints "open" once every one has its first message, then "reached i"
+// once change https://bench-i.example has reached every stream.
+func TestWatchSwarm(t *testing.T) {
+	u, nv := os.Getenv("TM_WATCH_SWARM_URL"), os.Getenv("TM_WATCH_SWARM_N")
+	if u == "" {
+		t.Skip("the child process of BenchmarkWatchFanout")
 	}
-	wg.Wait()
+	n, _ := strconv.Atoi(nv)
+	hostPath := strings.TrimPrefix(u, "http://")
+	host, path, _ := strings.Cut(hostPath, "/")
+	var counts sync.Map // change number -> *atomic.Int64
+	var ready sync.WaitGroup
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		if _, err := fmt.Fprintf(c, "GET /%s HTTP/1.1\r\nHost: %s\r\n\r\n", path, host); err != nil {
+			t.Fatal(err)
+		}
+		ready.Add(1)
+		go func() {
+			rd := bufio.NewReaderSize(c, 1024)
+			first := true
+			for {
+				line, err := rd.ReadSlice('\n')
+				if err != nil {
+					return
+				}
+				if first && strings.HasPrefix(string(line), "id: ") {
+					first = false
+					ready.Done()
+				}
+				s := string(line)
+				j := strings.Index(s, "https://bench-")
+				if j < 0 || !strings.HasPrefix(s, "data:") {
+					continue
+				}
+				num, _, _ := strings.Cut(s[j+len("https://bench-"):], ".")
+				v, _ := counts.LoadOrStore(num, new(atomic.Int64))
+				if v.(*atomic.Int64).Add(1) == int64(n) {
+					fmt.Printf("reached %s\n", num)
+				}
+			}
+		}()
+	}
+	ready.Wait()
+	fmt.Println("open")
+	select {} // until the benchmark kills the process
 }
 
 func waitForB(b *testing.B, cond func() bool) {
