@@ -86,7 +86,7 @@ func (c *Console) createRoute(g *gin.Context) {
 		return
 	}
 	v.sess.setFlash(writeOutcome("Created", a))
-	g.Redirect(http.StatusSeeOther, routePath(g.PostForm("tenant"), g.PostForm("service"), g.PostForm("env"), g.PostForm("version")))
+	afterWrite(g, a, routePath(g.PostForm("tenant"), g.PostForm("service"), g.PostForm("env"), g.PostForm("version")))
 }
 
 // idemKey is the form's idempotency key, if it is one the API accepts.
@@ -299,5 +299,19 @@ func (c *Console) routeAction(g *gin.Context) {
 		return
 	}
 	v.sess.setFlash(writeOutcome(done, a))
-	g.Redirect(http.StatusSeeOther, routePath(t, s, e, ver))
+	afterWrite(g, a, routePath(t, s, e, ver))
+}
+
+// afterWrite sends the browser on after a write: to the mutation's page
+// while it waits (an approval, its time; a new route has no page yet),
+// else to the route's.
+func afterWrite(g *gin.Context, a apiAnswer, routePage string) {
+	var w struct {
+		WorkflowID string `json:"workflow_id"`
+	}
+	if a.Status == http.StatusAccepted && a.decode(&w) == nil && w.WorkflowID != "" {
+		g.Redirect(http.StatusSeeOther, "/ui/mutations/"+escapeSegments(w.WorkflowID))
+		return
+	}
+	g.Redirect(http.StatusSeeOther, routePage)
 }
