@@ -144,6 +144,23 @@ func TestWatchLimitsStreamsPerTenantAndInstance(t *testing.T) {
 	}
 }
 
+// The server's WriteTimeout (TM_HTTP_WRITE_TIMEOUT) bounds whole responses;
+// a stream lifts it and bounds each write instead.
+func TestWatchOutlivesTheServersWriteTimeout(t *testing.T) {
+	e := newWatchEnv(t, WatchOptions{Heartbeat: 100 * time.Millisecond}, nil)
+	srv := httptest.NewUnstartedServer(e.srv.Config.Handler)
+	srv.Config.WriteTimeout = 300 * time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+	t.Cleanup(e.res.closeWatch)
+	s, _ := openWatch(t, srv.URL, WatchPrefix+e.tenant, "", "")
+	time.Sleep(time.Second)
+	e.change(t, routes.ActionCreated, e.key("checkout", "v1"), "https://late.example", true)
+	if got := s.next(t, 3*time.Second).decode(t); got.URL != "https://late.example" {
+		t.Fatalf("got %+v", got)
+	}
+}
+
 func TestWatchSendsHeartbeatsAndClosesOnDrain(t *testing.T) {
 	e := newWatchEnv(t, WatchOptions{Heartbeat: 50 * time.Millisecond}, nil)
 	s, _ := openWatch(t, e.srv.URL, WatchPrefix+e.tenant, "", "")
