@@ -309,4 +309,3 @@ func TestWatchTakesATokenOfTheTenant(t *testing.T) {
 	}
 	s.quiet(t, 300*time.Millisecond)
 }
-
