@@ -5,6 +5,8 @@
 #     no system service is started; dev and the tests start private
 #     instances when the machine runs none),
 #   - the Debian package wrk (the HTTP load generator of `go tool task bench`),
+#   - the Debian package chromium (the web console's browser tests drive it
+#     headless with chromedp),
 #   - the Temporal CLI v1.5.1 (`temporal server start-dev`),
 #   - for `dev --temporal cluster`: the Temporal server and its SQL tool
 #     v1.29.1 and the Temporal UI server v2.42.1 (the one the CLI embeds).
@@ -37,6 +39,7 @@ missing=()
 have_pg_server || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1 || missing+=(chromium)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
