@@ -26,6 +26,8 @@ type SplitEntry struct {
 	Found    bool           `json:"found"`
 	Weights  routes.Weights `json:"weights,omitempty"`
 	Revision int64          `json:"revision"`
+	// Slots is the split's slot table (routes.RebalanceSlots).
+	Slots []byte `json:"slots,omitempty"`
 }
 
 // InvalidateSplit drops the split's cached definition after a change to

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/trafficmanager/trafficmanager/events"
+	"github.com/trafficmanager/trafficmanager/routes"
 )
 
 // Every resolver instance must see every route event, so the consumer uses
@@ -168,6 +169,10 @@ func (r *Resolver) consumePartition(ctx context.Context, brokers []string, topic
 // applyEvent applies ev to the caches, then reports it: a revision
 // reported applied is never served older by this instance afterwards.
 func (r *Resolver) applyEvent(ctx context.Context, ev events.Event, rep AppliedReporter) {
+	if ev.EventType == events.TypeSplitChanged { // not a route: drop the env's split answer (split.go)
+		r.InvalidateSplit(ctx, routes.SplitKey{Tenant: ev.Tenant, Service: ev.Service, Env: ev.Env})
+		return
+	}
 	k := ev.Key()
 	r.Invalidate(ctx, k, ev.Revision)
 	if rep != nil {

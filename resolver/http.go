@@ -64,6 +64,10 @@ func (r *Resolver) serveResolve(c *gin.Context) {
 
 	key := c.Param("key")[1:] // the catch-all value starts with '/'
 	k := splitKey(key)
+	if k.Version == "" && key != "" && key[len(key)-1] != '/' {
+		r.serveSplitResolve(c, key, k) // no version: pick one by the split (split_http.go)
+		return
+	}
 	if err := validate(k); err != nil {
 		httperr.Write(c, r.log, err)
 		return

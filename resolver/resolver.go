@@ -175,6 +175,8 @@ type Resolver struct {
 	draining atomic.Bool
 
 	watch atomic.Pointer[watchHub] // the watch stream, once EnableWatch (watch.go)
+
+	splits *splitTier // the unversioned resolve (split.go)
 }
 
 // New builds a resolver from o.
@@ -226,6 +228,9 @@ func New(o Options) (*Resolver, error) {
 		return nil, fmt.Errorf("resolver: l1 cache: %w", err)
 	}
 	r.l1 = l1
+	if r.splits, err = newSplitTier(o.Store, entries, r.clock); err != nil {
+		return nil, fmt.Errorf("resolver: split cache: %w", err)
+	}
 
 	r.bulkhead = bulkhead.New[any](uint(r.maxInflight))
 	r.pgCB = newBreaker("postgres", 5, 2*time.Second, r.log)
@@ -436,6 +441,7 @@ func (r *Resolver) Invalidate(_ context.Context, k routes.Key, revision int64) {
 	key := l1Key(k)
 	r.l1Drop(key, revision)
 	r.group.Forget(key)
+	r.dropSplit(k.Tenant, k.Service, k.Env) // the env's unversioned answer uses its routes
 	r.m.Invalidations.Inc()
 	r.wakeWatch(k.Tenant) // the tenant's watch streams (watch.go)
 }

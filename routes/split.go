@@ -99,11 +99,13 @@ func truncateName(s string) string {
 
 // Split is a split as stored in PostgreSQL.
 type Split struct {
-	Tenant    string    `json:"tenant"`
-	Service   string    `json:"service"`
-	Env       string    `json:"env"`
-	Weights   Weights   `json:"weights"`
-	Revision  int64     `json:"revision"`
+	Tenant   string  `json:"tenant"`
+	Service  string  `json:"service"`
+	Env      string  `json:"env"`
+	Weights  Weights `json:"weights"`
+	Revision int64   `json:"revision"`
+	// Slots is the slot table (RebalanceSlots); not part of the API.
+	Slots     []byte    `json:"-"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 }

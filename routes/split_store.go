@@ -101,16 +101,18 @@ func applySplit(ctx context.Context, tx pgx.Tx, m SplitMutation) (SplitResult, e
 	}
 	w, _ := json.Marshal(m.Weights) // a map of string to int always encodes
 	next := cur.Revision + 1        // cur.Revision is the ledger's last revision when there is no split
-	err = tx.QueryRow(ctx, `INSERT INTO route_splits (tenant, service, env, weights, revision)
-		VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (tenant, service, env) DO UPDATE SET weights = EXCLUDED.weights, revision = EXCLUDED.revision, updated_at = now()
-		RETURNING created_at, updated_at`, m.Key.Tenant, m.Key.Service, m.Key.Env, w, next).
+	slots := RebalanceSlots(cur.Slots, cur.Weights.Versions(), m.Weights)
+	err = tx.QueryRow(ctx, `INSERT INTO route_splits (tenant, service, env, weights, revision, slots)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (tenant, service, env) DO UPDATE SET weights = EXCLUDED.weights, revision = EXCLUDED.revision,
+			slots = EXCLUDED.slots, updated_at = now()
+		RETURNING created_at, updated_at`, m.Key.Tenant, m.Key.Service, m.Key.Env, w, next, slots).
 		Scan(&res.Split.CreatedAt, &res.Split.UpdatedAt)
 	if err != nil {
 		return SplitResult{}, err
 	}
 	res.Split.Tenant, res.Split.Service, res.Split.Env = m.Key.Tenant, m.Key.Service, m.Key.Env
-	res.Split.Weights, res.Split.Revision, res.Changed = m.Weights, next, true
+	res.Split.Weights, res.Split.Revision, res.Split.Slots, res.Changed = m.Weights, next, slots, true
 	return res, recordSplit(ctx, tx, m, OutcomeChanged, res, nil)
 }
 
@@ -167,9 +169,9 @@ func checkActiveVersions(ctx context.Context, tx pgx.Tx, k SplitKey, w Weights) 
 func currentSplit(ctx context.Context, q pgx.Tx, k SplitKey) (Split, bool, error) {
 	sp := Split{Tenant: k.Tenant, Service: k.Service, Env: k.Env}
 	var raw []byte
-	err := q.QueryRow(ctx, `SELECT weights, revision, created_at, updated_at FROM route_splits
+	err := q.QueryRow(ctx, `SELECT weights, revision, slots, created_at, updated_at FROM route_splits
 		WHERE tenant = $1 AND service = $2 AND env = $3`, k.Tenant, k.Service, k.Env).
-		Scan(&raw, &sp.Revision, &sp.CreatedAt, &sp.UpdatedAt)
+		Scan(&raw, &sp.Revision, &sp.Slots, &sp.CreatedAt, &sp.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = q.QueryRow(ctx, `SELECT coalesce(max(revision), 0) FROM split_ledger
 			WHERE tenant = $1 AND service = $2 AND env = $3 AND outcome = 'changed'`, k.Tenant, k.Service, k.Env).Scan(&sp.Revision)

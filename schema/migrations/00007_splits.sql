@@ -12,6 +12,12 @@ CREATE TABLE route_splits (
     -- continues after a delete (from the ledger), so a revision names one
     -- state of the split forever and cache floors stay valid.
     revision   BIGINT NOT NULL,
+    -- The slot table (routes.SplitSlots bytes, each an index into the
+    -- versions in name order) the resolver maps routing keys with. It is
+    -- computed from the previous table at every change, moving as few
+    -- slots as possible, so raising a version's weight moves keys only
+    -- into it (docs/splits.md).
+    slots      BYTEA NOT NULL,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant, service, env)
