@@ -1,10 +1,13 @@
 package console
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/gin-gonic/gin"
 )
@@ -34,7 +37,7 @@ func (c *Console) mutationsPage(g *gin.Context) {
 	var recent mutationList
 	_ = a.decode(&recent)
 	c.render(g, http.StatusOK, "mutations", v, map[string]any{
-		"Pending": pending, "Recent": recent.Mutations, "Tenant": tenant, "Status": g.Query("status"),
+		"Pending": pending, "Recent": c.withStatus(g, v, recent.Mutations), "Tenant": tenant, "Status": g.Query("status"),
 		"Tenants": tenantChoices(v), "Flash": v.sess.takeFlash(), "Temporal": c.workflowURL,
 	})
 }
@@ -106,4 +109,48 @@ func (c *Console) decide(g *gin.Context) {
 		back = "/ui/mutations"
 	}
 	g.Redirect(http.StatusSeeOther, back)
+}
+
+// recentMutation is a listed mutation with its status (steps and
+// propagation) when it could be read in time.
+type recentMutation struct {
+	listedMutation
+	S *mutationStatus
+}
+
+// statusesShown bounds how many recent mutations get their status read
+// (one workflow query each) for the mutations page.
+const statusesShown = 10
+
+// withStatus reads the status of the first statusesShown mutations, at
+// most four at a time and within two seconds in all; the others (and any
+// that did not answer) link to their page.
+func (c *Console) withStatus(g *gin.Context, v viewer, ms []listedMutation) []recentMutation {
+	out := make([]recentMutation, len(ms))
+	ctx, cancel := context.WithTimeout(g.Request.Context(), 2*time.Second)
+	defer cancel()
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for i, m := range ms {
+		out[i].listedMutation = m
+		if i >= statusesShown {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			a, err := c.call(ctx, v, request{method: http.MethodGet, path: "/api/v1/mutations/" + escapeSegments(m.WorkflowID)})
+			if err != nil || !a.OK() {
+				return
+			}
+			var st mutationStatus
+			if a.decode(&st) == nil {
+				out[i].S = &st
+			}
+		}()
+	}
+	wg.Wait()
+	return out
 }

@@ -39,7 +39,16 @@ var funcs = template.FuncMap{
 		}
 		return ""
 	},
-	"steps":     func() []string { return stepOrder },
+	"steps": func() []string { return stepOrder },
+	// shortID is a workflow id's key, shortened for tables (the full id
+	// is the link's title and on the mutation's page).
+	"shortID": func(id string) string {
+		k := id[strings.LastIndexByte(id, '/')+1:]
+		if len(k) > 8 {
+			k = k[:8] + "…"
+		}
+		return k
+	},
 	"routePath": routePath,
 	"mutationPath": func(workflowID string) string {
 		return "/ui/mutations/" + escapeSegments(workflowID)
