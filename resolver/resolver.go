@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -84,6 +85,10 @@ type Options struct {
 	// than InflightWait for a slot fails with ErrUnavailable.
 	MaxInflight  int
 	InflightWait time.Duration
+	// ClientOf names the client of an HTTP request for the fair queuing of
+	// Postgres lookups (fair.go); default: its remote IP. Behind a proxy,
+	// name the client from a header the proxy sets.
+	ClientOf func(*http.Request) string
 	// DBTimeout and RedisTimeout bound one Postgres or Redis call.
 	DBTimeout, RedisTimeout time.Duration
 	// Metrics default to a set registered on a private registry.
@@ -159,6 +164,8 @@ type Resolver struct {
 	redisTimeout time.Duration
 	inflightWait time.Duration
 	maxInflight  int
+	clientOf     func(*http.Request) string
+	gate         fairGate // the bulkhead's permits, queued fairly per client (fair.go)
 
 	group    singleflight.Group
 	bulkhead bulkhead.Bulkhead[any]
@@ -195,6 +202,7 @@ func New(o Options) (*Resolver, error) {
 		redisTimeout: orDefault(o.RedisTimeout, DefaultRedisTimeout),
 		inflightWait: orDefault(o.InflightWait, DefaultInflightWait),
 		maxInflight:  o.MaxInflight,
+		clientOf:     o.ClientOf,
 		m:            o.Metrics,
 		log:          o.Logger,
 	}
@@ -203,6 +211,9 @@ func New(o Options) (*Resolver, error) {
 	}
 	if r.maxInflight <= 0 {
 		r.maxInflight = DefaultMaxInflight
+	}
+	if r.clientOf == nil {
+		r.clientOf = remoteIP
 	}
 	if r.log == nil {
 		r.log = zap.NewNop()
@@ -233,6 +244,7 @@ func New(o Options) (*Resolver, error) {
 	}
 
 	r.bulkhead = bulkhead.New[any](uint(r.maxInflight))
+	r.gate.bh = r.bulkhead
 	r.pgCB = newBreaker("postgres", 5, 2*time.Second, r.log)
 	r.redisCB = newBreaker("redis", 3, 5*time.Second, r.log)
 	return r, nil
@@ -279,18 +291,19 @@ func (r *Resolver) Ready() bool { return r.ready.Load() && !r.draining.Load() }
 // it. Request counts and latency are recorded by the HTTP handler, not here.
 func (r *Resolver) Resolve(ctx context.Context, k routes.Key) (Answer, error) {
 	var buf [maxKeyLen]byte
-	return r.resolve(ctx, keyBuf(&buf, k), k)
+	return r.resolve(ctx, keyBuf(&buf, k), k, "")
 }
 
-// resolve looks key (l1Key(k), possibly aliasing a caller's buffer) up.
-// The fast path, a fresh L1 entry, does not allocate.
-func (r *Resolver) resolve(ctx context.Context, key string, k routes.Key) (Answer, error) {
+// resolve looks key (l1Key(k), possibly aliasing a caller's buffer) up for
+// client ("": none; see fair.go). The fast path, a fresh L1 entry, does not
+// allocate.
+func (r *Resolver) resolve(ctx context.Context, key string, k routes.Key, client string) (Answer, error) {
 	e, ok := r.l1.GetIfPresent(key)
 	if ok && e.kind != kindTombstone && r.clock.NowNano() < e.freshUntil {
 		r.l1Hits.Inc()
 		return r.hit(e), nil
 	}
-	return r.slow(ctx, key, k)
+	return r.slow(ctx, key, k, client)
 }
 
 func (r *Resolver) hit(e *entry) Answer {
@@ -305,7 +318,7 @@ func (r *Resolver) hit(e *entry) Answer {
 // slow tries Redis, then runs the Postgres lookup once per key for all
 // concurrent requests of that key, and falls back to a stale L1 answer on
 // failure.
-func (r *Resolver) slow(ctx context.Context, key string, k routes.Key) (Answer, error) {
+func (r *Resolver) slow(ctx context.Context, key string, k routes.Key, client string) (Answer, error) {
 	// Validating here rather than in Resolve keeps it off the hit path and is
 	// as safe: L1 answers are only stored for valid keys, and no invalid key
 	// renders to the L1 key of a valid one (a '/' inside a name makes more
@@ -325,7 +338,7 @@ func (r *Resolver) slow(ctx context.Context, key string, k routes.Key) (Answer, 
 	ch := r.group.DoChan(owned, func() (any, error) {
 		// Detached from the first caller so its cancellation does not fail
 		// the requests sharing this call; bounded by the tier timeouts.
-		return r.fetch(context.WithoutCancel(ctx), owned, k)
+		return r.fetch(context.WithoutCancel(ctx), owned, k, client)
 	})
 	var res singleflight.Result
 	select {
@@ -374,11 +387,11 @@ func (r *Resolver) fromRedis(ctx context.Context, key string, k routes.Key) (*en
 // it until its TTL, since only this one has seen the event. The Redis floor
 // refuses it too once the write path has invalidated Redis, but that may not
 // have happened yet, or have failed.
-func (r *Resolver) fetch(ctx context.Context, key string, k routes.Key) (*entry, error) {
+func (r *Resolver) fetch(ctx context.Context, key string, k routes.Key, client string) (*entry, error) {
 	if e, ok := r.l1.GetIfPresent(key); ok && e.kind != kindTombstone && r.clock.NowNano() < e.freshUntil {
 		return e, nil
 	}
-	e, err := r.query(ctx, k)
+	e, err := r.query(ctx, k, client)
 	if err != nil {
 		return nil, err
 	}
@@ -395,12 +408,13 @@ func (r *Resolver) fetch(ctx context.Context, key string, k routes.Key) (*entry,
 	return e, nil
 }
 
-// query reads k from Postgres inside the bulkhead and the circuit breaker.
-func (r *Resolver) query(ctx context.Context, k routes.Key) (*entry, error) {
-	if err := r.bulkhead.AcquirePermitWithMaxWait(ctx, r.inflightWait); err != nil {
+// query reads k from Postgres inside the bulkhead (waiting in client's
+// queue for a permit, fair.go) and the circuit breaker.
+func (r *Resolver) query(ctx context.Context, k routes.Key, client string) (*entry, error) {
+	if !r.gate.acquire(ctx, client, r.inflightWait) {
 		return nil, errRejected
 	}
-	defer r.bulkhead.ReleasePermit()
+	defer r.gate.release()
 	r.inflight.Add(1)
 	defer r.inflight.Add(-1)
 	if !r.pgCB.TryAcquirePermit() {
