@@ -40,6 +40,7 @@ var funcs = template.FuncMap{
 		return ""
 	},
 	"steps": func() []string { return stepOrder },
+	"next":  func(n int64) int64 { return n + 1 },
 	// shortID is a workflow id's key, shortened for tables (the full id
 	// is the link's title and on the mutation's page).
 	"shortID": func(id string) string {
