@@ -130,6 +130,9 @@ func Check(ctx context.Context, pool *pgxpool.Pool, auditColl *mongo.Collection,
 		return rep, err
 	}
 	rep.Discrepancies = append(rep.Discrepancies, orphans...)
+	if err := checkSplits(ctx, pool, auditColl, tenant, &rep); err != nil {
+		return rep, err
+	}
 	slices.SortStableFunc(rep.Discrepancies, func(a, b Discrepancy) int {
 		return cmp.Or(cmp.Compare(a.Route, b.Route), cmp.Compare(a.Revision, b.Revision),
 			cmp.Compare(slices.Index(kindOrder, a.Kind), slices.Index(kindOrder, b.Kind)), cmp.Compare(a.Detail, b.Detail))

@@ -161,9 +161,10 @@ type auditDoc struct {
 // KB per document (250 MB for 40k documents), which would land in the
 // `dev` process. Holding ~100 bytes per document here is cheaper.
 func readAudit(ctx context.Context, coll *mongo.Collection, tenant string) (map[string]tenantAudit, error) {
-	filter := bson.D{}
+	// Split documents are checked against the split ledger (split.go).
+	filter := bson.D{{Key: "event_type", Value: bson.D{{Key: "$ne", Value: splitEventType}}}}
 	if tenant != "" {
-		filter = bson.D{{Key: "route.tenant", Value: tenant}}
+		filter = append(filter, bson.E{Key: "route.tenant", Value: tenant})
 	}
 	opts := options.Find().
 		SetProjection(bson.D{{Key: "_id", Value: 0}, {Key: "event_id", Value: 1}, {Key: "route", Value: 1}, {Key: "metadata.revision", Value: 1}}).
