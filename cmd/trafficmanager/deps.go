@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/trafficmanager/trafficmanager/config"
 	"github.com/trafficmanager/trafficmanager/observability"
+	"github.com/trafficmanager/trafficmanager/observability/temporalmetrics"
 	"github.com/trafficmanager/trafficmanager/schema"
 )
 
@@ -62,11 +64,21 @@ func openMongo(ctx context.Context, cfg config.Config) (*mongo.Client, error) {
 	return c, nil
 }
 
-func dialTemporal(ctx context.Context, cfg config.Config, log *zap.Logger) (client.Client, error) {
+// dialTemporal connects the Temporal client; with reg, the SDK's client and
+// worker metrics (temporal_*) are collected by reg, so they show in the
+// process's /metrics.
+func dialTemporal(ctx context.Context, cfg config.Config, log *zap.Logger, reg prometheus.Registerer) (client.Client, error) {
 	o := client.Options{
 		HostPort:  cfg.TemporalAddress,
 		Namespace: cfg.TemporalNamespace,
 		Logger:    observability.NewTemporalLogger(log.Named("temporal")),
+	}
+	if reg != nil {
+		h, err := temporalmetrics.NewHandler(reg, log)
+		if err != nil {
+			return nil, err
+		}
+		o.MetricsHandler = h
 	}
 	if cfg.TemporalCompression == "none" {
 		o.ConnectionOptions.GrpcCompression = &client.GrpcCompressionNone{}
@@ -88,7 +100,12 @@ type clients struct {
 }
 
 // need says which optional clients to open besides Postgres.
-type need struct{ redis, temporal, mongo bool }
+type need struct {
+	redis, temporal, mongo bool
+	// metrics, when set, collects the Temporal client's metrics (the
+	// registry behind the process's /metrics).
+	metrics prometheus.Registerer
+}
 
 // openClients connects Postgres (migrating when TM_MIGRATE=auto) and what
 // n asks for; on error everything opened so far is closed.
@@ -108,7 +125,7 @@ func openClients(ctx context.Context, cfg config.Config, log *zap.Logger, n need
 		}
 	}
 	if n.temporal {
-		if c.tc, err = dialTemporal(ctx, cfg, log); err != nil {
+		if c.tc, err = dialTemporal(ctx, cfg, log, n.metrics); err != nil {
 			return nil, err
 		}
 	}

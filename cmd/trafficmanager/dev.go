@@ -16,6 +16,7 @@ import (
 
 	"github.com/trafficmanager/trafficmanager/config"
 	"github.com/trafficmanager/trafficmanager/internal/devstack"
+	"github.com/trafficmanager/trafficmanager/observability"
 )
 
 func newDevCmd() *cobra.Command {
@@ -298,7 +299,11 @@ func writeDevEnv(dataDir string, cfg config.Config, uiURL, temporalMetrics strin
 // in-process against cfg until ctx is done; it prints one line containing
 // "ready" once all listen.
 func runPlatform(ctx context.Context, out io.Writer, cfg config.Config, log *zap.Logger, uiURL string, seedDemo bool, inst devInstances) error {
-	c, err := openClients(ctx, cfg, log, need{redis: true, temporal: true, mongo: true})
+	// The api's Temporal client reports into the api's /metrics; each worker
+	// instance gets a client of its own on the same connection reporting
+	// into its /metrics (workerClient).
+	apiReg := observability.NewRegistry()
+	c, err := openClients(ctx, cfg, log, need{redis: true, temporal: true, mongo: true, metrics: apiReg})
 	if err != nil {
 		return err
 	}
@@ -325,7 +330,8 @@ func runPlatform(ctx context.Context, out io.Writer, cfg config.Config, log *zap
 	for _, w := range inst.workers {
 		wcfg, wlog := cfg, instanceLogger(log, inst.workers, w)
 		wcfg.WorkerAddr = w.addr
-		wtc, err := workerClient(ctx, tc, cfg, wlog, inst.workers, w)
+		wreg := observability.NewRegistry()
+		wtc, err := workerClient(ctx, tc, cfg, wlog, wreg, inst.workers, w)
 		if err != nil {
 			cancel()
 			wg.Wait()
@@ -334,9 +340,9 @@ func runPlatform(ctx context.Context, out io.Writer, cfg config.Config, log *zap
 		if wtc != tc {
 			defer wtc.Close()
 		}
-		run(w.id, func(ready chan struct{}) error { return runWorker(ctx, wcfg, wlog, pool, rdb, wtc, mc, ready) })
+		run(w.id, func(ready chan struct{}) error { return runWorker(ctx, wcfg, wlog, wreg, pool, rdb, wtc, mc, ready) })
 	}
-	run("api", func(ready chan struct{}) error { return runAPI(ctx, cfg, log, pool, tc, mc, ready) })
+	run("api", func(ready chan struct{}) error { return runAPI(ctx, cfg, log, apiReg, pool, tc, mc, ready) })
 	for _, r := range inst.resolvers {
 		rcfg, rlog := cfg, instanceLogger(log, inst.resolvers, r)
 		rcfg.ResolverAddr = r.addr

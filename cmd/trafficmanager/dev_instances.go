@@ -8,11 +8,13 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
 	"github.com/trafficmanager/trafficmanager/config"
 	"github.com/trafficmanager/trafficmanager/observability"
+	"github.com/trafficmanager/trafficmanager/observability/temporalmetrics"
 )
 
 // maxDevInstances bounds `dev --workers` and `--resolvers`.
@@ -94,17 +96,24 @@ func instanceLogger(log *zap.Logger, insts []devInstance, in devInstance) *zap.L
 }
 
 // workerClient gives a worker instance a Temporal client on the shared
-// connection with an identity of its own (pid@host@worker-N), so the
-// Temporal UI and workflow histories tell the instances apart. A single
-// worker keeps the SDK's default identity. The caller closes it.
-func workerClient(ctx context.Context, tc client.Client, cfg config.Config, log *zap.Logger, insts []devInstance, in devInstance) (client.Client, error) {
-	if len(insts) == 1 {
-		return tc, nil
-	}
-	host, _ := os.Hostname()
-	return client.NewClientFromExistingWithContext(ctx, tc, client.Options{
+// connection whose SDK metrics go to reg (the instance's /metrics). With
+// several instances it also has an identity of its own
+// (pid@host@worker-N), so the Temporal UI and workflow histories tell them
+// apart; a single worker keeps the SDK's default identity. The caller
+// closes it.
+func workerClient(ctx context.Context, tc client.Client, cfg config.Config, log *zap.Logger, reg prometheus.Registerer, insts []devInstance, in devInstance) (client.Client, error) {
+	o := client.Options{
 		Namespace: cfg.TemporalNamespace,
-		Identity:  fmt.Sprintf("%d@%s@%s", os.Getpid(), host, in.id),
 		Logger:    observability.NewTemporalLogger(log.Named("temporal")),
-	})
+	}
+	if len(insts) > 1 {
+		host, _ := os.Hostname()
+		o.Identity = fmt.Sprintf("%d@%s@%s", os.Getpid(), host, in.id)
+	}
+	h, err := temporalmetrics.NewHandler(reg, log)
+	if err != nil {
+		return nil, err
+	}
+	o.MetricsHandler = h
+	return client.NewClientFromExistingWithContext(ctx, tc, o)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -81,21 +82,23 @@ func newAPICmd() *cobra.Command {
 			}
 			defer log.Sync() //nolint:errcheck
 			ctx := cmd.Context()
-			c, err := openClients(ctx, cfg, log, need{temporal: true, mongo: true})
+			reg := observability.NewRegistry()
+			c, err := openClients(ctx, cfg, log, need{temporal: true, mongo: true, metrics: reg})
 			if err != nil {
 				return err
 			}
 			defer c.close()
-			return runAPI(ctx, cfg, log, c.pool, c.tc, c.mc, nil)
+			return runAPI(ctx, cfg, log, reg, c.pool, c.tc, c.mc, nil)
 		},
 	}
 	cmd.Flags().BoolVar(&insecureNoAuth, "insecure-no-auth", false, "allow TM_AUTH=off (no authentication)")
 	return cmd
 }
 
-// runAPI serves the API until ctx is done. ready, when not nil, is closed
-// once the listener accepts connections.
-func runAPI(ctx context.Context, cfg config.Config, log *zap.Logger, pool *pgxpool.Pool, tc client.Client, mc *mongo.Client, ready chan<- struct{}) error {
+// runAPI serves the API until ctx is done, with reg (a new registry when
+// nil) behind its /metrics. ready, when not nil, is closed once the listener
+// accepts connections.
+func runAPI(ctx context.Context, cfg config.Config, log *zap.Logger, reg *prometheus.Registry, pool *pgxpool.Pool, tc client.Client, mc *mongo.Client, ready chan<- struct{}) error {
 	log = log.Named("api")
 	// Every mutation starts with its TmStatus: make sure the namespace has
 	// it even when this api runs ahead of a worker that would add it (in
@@ -105,7 +108,9 @@ func runAPI(ctx context.Context, cfg config.Config, log *zap.Logger, pool *pgxpo
 			log.Warn("search attributes not registered", zap.Error(err))
 		}
 	}()
-	reg := observability.NewRegistry()
+	if reg == nil {
+		reg = observability.NewRegistry()
+	}
 	store := routes.NewStore(pool)
 	opts := api.Options{
 		Temporal:   tc,
@@ -258,19 +263,21 @@ func newWorkerCmd() *cobra.Command {
 			}
 			defer log.Sync() //nolint:errcheck
 			ctx := cmd.Context()
-			c, err := openClients(ctx, cfg, log, need{redis: true, temporal: true, mongo: true})
+			reg := observability.NewRegistry()
+			c, err := openClients(ctx, cfg, log, need{redis: true, temporal: true, mongo: true, metrics: reg})
 			if err != nil {
 				return err
 			}
 			defer c.close()
-			return runWorker(ctx, cfg, log, c.pool, c.rdb, c.tc, c.mc, nil)
+			return runWorker(ctx, cfg, log, reg, c.pool, c.rdb, c.tc, c.mc, nil)
 		},
 	}
 }
 
-// runWorker runs the mutation worker and its health/metrics listener until
-// ctx is done, then stops polling and lets running tasks finish.
-func runWorker(ctx context.Context, cfg config.Config, log *zap.Logger, pool *pgxpool.Pool, rdb *redis.Client, tc client.Client, mc *mongo.Client, ready chan<- struct{}) error {
+// runWorker runs the mutation worker and its health/metrics listener (reg,
+// a new registry when nil, behind /metrics) until ctx is done, then stops
+// polling and lets running tasks finish.
+func runWorker(ctx context.Context, cfg config.Config, log *zap.Logger, reg *prometheus.Registry, pool *pgxpool.Pool, rdb *redis.Client, tc client.Client, mc *mongo.Client, ready chan<- struct{}) error {
 	log = log.Named("worker")
 	if err := worker.EnsureSearchAttributes(ctx, tc, cfg.TemporalNamespace); err != nil {
 		log.Warn("search attributes not registered", zap.Error(err))
@@ -297,6 +304,9 @@ func runWorker(ctx context.Context, cfg config.Config, log *zap.Logger, pool *pg
 
 	// The health listener drains the worker before it closes: /readyz is 503
 	// while running activities finish.
-	h := proc.HealthHandler(observability.NewRegistry())
+	if reg == nil {
+		reg = observability.NewRegistry()
+	}
+	h := proc.HealthHandler(reg)
 	return listenAndServe(ctx, cfg, cfg.WorkerAddr, withPprof(cfg, h), proc.Drain, ready, log)
 }
