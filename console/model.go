@@ -62,7 +62,16 @@ type routeRef struct {
 }
 
 func (r routeRef) IsRoute() bool { return r.Version != "" }
-func (r routeRef) Path() string  { return routePath(r.Tenant, r.Service, r.Env, r.Version) }
+
+// Label names what a mutation that is not one route's acts on: a split's
+// tenant/service/env, or a batch's tenant.
+func (r routeRef) Label() string {
+	if r.Service != "" {
+		return r.Tenant + "/" + r.Service + "/" + r.Env + " (split)"
+	}
+	return "batch of " + r.Tenant
+}
+func (r routeRef) Path() string { return routePath(r.Tenant, r.Service, r.Env, r.Version) }
 
 type listedMutation struct {
 	WorkflowID  string     `json:"workflow_id"`
