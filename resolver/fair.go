@@ -18,9 +18,11 @@ import (
 // not-yet-cached routes of other clients waited behind them until they got
 // 503 while Postgres was up.
 //
-// Lookups that find no free permit wait in a queue per client (its remote
-// IP by default, hashed into one of clientBuckets queues, so memory stays
-// fixed whatever the number of clients), and a released permit goes to the
+// Lookups that find no free permit wait in a queue per client (by default
+// its remote IP and bearer token: a service with a token is another client
+// than a tokenless flood from the same host; hashed into one of
+// clientBuckets queues, so memory stays fixed whatever the number of
+// clients), and a released permit goes to the
 // next client in round-robin order. A client with one lookup waiting is
 // served after at most one lookup of each other waiting client, however
 // many the flood has queued; the flood's own lookups wait their turn and
@@ -43,21 +45,37 @@ type waiter struct {
 	granted bool // under mu
 }
 
-// bucketOf hashes client (FNV-1a) to its queue.
-func bucketOf(client string) int {
-	h := uint32(2166136261)
-	for i := 0; i < len(client); i++ {
-		h ^= uint32(client[i])
-		h *= 16777619
+const fnvOffset, fnvPrime = uint32(2166136261), uint32(16777619)
+
+// fnv extends the FNV-1a hash h with s.
+func fnv(h uint32, s string) uint32 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= fnvPrime
+	}
+	return h
+}
+
+// bucketOf is the queue of the client of req (nil: a caller outside HTTP).
+// It is called for lookups only, never on a cache hit.
+func (r *Resolver) bucketOf(req *http.Request) int {
+	if req == nil {
+		return 0
+	}
+	if r.clientOf != nil {
+		return int(fnv(fnvOffset, r.clientOf(req)) % clientBuckets)
+	}
+	h := fnv(fnvOffset, remoteIP(req))
+	if a := req.Header.Get("Authorization"); a != "" {
+		h = fnv(fnv(h, "\x00"), a)
 	}
 	return int(h % clientBuckets)
 }
 
-// acquire takes a permit for a lookup of client, waiting up to wait (or
-// until ctx ends) for its turn. It reports whether it got one; release it
-// with release.
-func (g *fairGate) acquire(ctx context.Context, client string, wait time.Duration) bool {
-	b := bucketOf(client)
+// acquire takes a permit for a lookup of the client of bucket b, waiting up
+// to wait (or until ctx ends) for its turn. It reports whether it got one;
+// release it with release.
+func (g *fairGate) acquire(ctx context.Context, b int, wait time.Duration) bool {
 	g.mu.Lock()
 	if len(g.turn) == 0 && g.bh.TryAcquirePermit() {
 		g.mu.Unlock()
@@ -142,9 +160,8 @@ func (g *fairGate) grantLocked() bool {
 	return true
 }
 
-// remoteIP is the client of a request for fair queuing: its remote address
-// without the port. Behind a proxy every request has the proxy's address;
-// set Options.ClientOf there.
+// remoteIP is a request's remote address without the port. Behind a proxy
+// every request has the proxy's address; set Options.ClientOf there.
 func remoteIP(req *http.Request) string {
 	a := req.RemoteAddr
 	if i := strings.LastIndexByte(a, ':'); i >= 0 {

@@ -21,20 +21,25 @@ import (
 	"github.com/trafficmanager/trafficmanager/routes"
 )
 
-// serveFrom answers one request of a client at addr (its RemoteAddr).
-func serveFrom(h http.Handler, addr, path string) int {
+// serveFrom answers one request of a client at addr (its RemoteAddr) with
+// token (none when empty).
+func serveFrom(h http.Handler, addr, token, path string) int {
 	req := httptest.NewRequest(http.MethodGet, path, nil)
 	req.RemoteAddr = addr
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	return rec.Code
 }
 
 // Issue 16's miss flood: 30,000 resolves of distinct missing routes at 200
-// concurrent from one client (no token) must not make real, not-yet-cached
-// routes answer 503 while Postgres is up. The flood is shed (its requests
-// beyond a client's fair share of the Postgres lookups never wait for one),
-// the real routes, asked by another client meanwhile, all answer 200.
+// concurrent without a token must not make real, not-yet-cached routes
+// answer 503 while Postgres is up. Both come from the same host; the real
+// routes' requests carry a token (TM_RESOLVER_AUTH is off: it only tells the
+// clients apart), so their lookups wait in a queue of their own and are
+// served in turn with the flood's: they all answer 200.
 func TestAMissFloodDoesNotStarveRealRoutes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("30,000 requests")
@@ -80,7 +85,7 @@ func TestAMissFloodDoesNotStarveRealRoutes(t *testing.T) {
 				if i > floodRequests {
 					break
 				}
-				local[serveFrom(in.h, "198.51.100.7:40000", ResolvePrefix+flood+"/s/e/v"+fmt.Sprint(i))]++
+				local[serveFrom(in.h, "127.0.0.1:40000", "", ResolvePrefix+flood+"/s/e/v"+fmt.Sprint(i))]++
 			}
 			mu.Lock()
 			for s, n := range local {
@@ -103,7 +108,7 @@ func TestAMissFloodDoesNotStarveRealRoutes(t *testing.T) {
 		rg.Go(func() {
 			defer func() { <-sem }()
 			start := time.Now()
-			realStatus[i] = serveFrom(in.h, "203.0.113.9:50000", ResolvePrefix+tenant+"/checkout/prod/v"+fmt.Sprint(i))
+			realStatus[i] = serveFrom(in.h, "127.0.0.1:50000", "tm_real-service", ResolvePrefix+tenant+"/checkout/prod/v"+fmt.Sprint(i))
 			took[i] = time.Since(start)
 		})
 	}
@@ -139,7 +144,8 @@ func TestAMissFloodDoesNotStarveRealRoutes(t *testing.T) {
 // lookup a flooding client has queued.
 func TestTheLookupQueueServesClientsInTurn(t *testing.T) {
 	g := &fairGate{bh: bulkhead.New[any](1)}
-	if !g.acquire(context.Background(), "flood", 0) {
+	const flood, real, a, b = 1, 2, 3, 4
+	if !g.acquire(context.Background(), flood, 0) {
 		t.Fatal("the idle bulkhead refused a permit")
 	}
 	order := make(chan string, 10)
@@ -160,7 +166,7 @@ func TestTheLookupQueueServesClientsInTurn(t *testing.T) {
 	}
 	for i := range 4 {
 		wg.Go(func() {
-			if g.acquire(context.Background(), "flood", 10*time.Second) {
+			if g.acquire(context.Background(), flood, 10*time.Second) {
 				order <- "flood"
 				g.release()
 			}
@@ -168,7 +174,7 @@ func TestTheLookupQueueServesClientsInTurn(t *testing.T) {
 		queued(i + 1)
 	}
 	wg.Go(func() {
-		if g.acquire(context.Background(), "real", 10*time.Second) {
+		if g.acquire(context.Background(), real, 10*time.Second) {
 			order <- "real"
 			g.release()
 		}
@@ -188,14 +194,39 @@ func TestTheLookupQueueServesClientsInTurn(t *testing.T) {
 	// A waiter that gives up leaves the queue; the permit goes back.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
 	defer cancel()
-	if !g.acquire(ctx, "a", time.Second) {
+	if !g.acquire(ctx, a, time.Second) {
 		t.Fatal("the idle bulkhead refused a permit")
 	}
-	if g.acquire(ctx, "b", time.Second) {
+	if g.acquire(ctx, b, time.Second) {
 		t.Fatal("a second permit of a bulkhead of one")
 	}
 	g.release()
 	if !g.bh.TryAcquirePermit() {
 		t.Fatal("the permit did not go back to the bulkhead")
+	}
+}
+
+func TestAClientIsItsAddressAndToken(t *testing.T) {
+	r := newTestResolver(t, Options{Store: newMemStore()})
+	req := func(addr, token string) *http.Request {
+		q := httptest.NewRequest(http.MethodGet, "/", nil)
+		q.RemoteAddr = addr
+		if token != "" {
+			q.Header.Set("Authorization", "Bearer "+token)
+		}
+		return q
+	}
+	if r.bucketOf(req("10.0.0.1:1", "")) != r.bucketOf(req("10.0.0.1:2", "")) {
+		t.Error("two connections of one host without a token are two clients")
+	}
+	if r.bucketOf(req("10.0.0.1:1", "")) == r.bucketOf(req("10.0.0.1:1", "svc")) {
+		t.Error("a token does not make another client")
+	}
+	r.clientOf = func(q *http.Request) string { return q.Header.Get("X-Client") }
+	a, b := req("10.0.0.1:1", ""), req("10.0.0.1:1", "")
+	a.Header.Set("X-Client", "a")
+	b.Header.Set("X-Client", "b")
+	if r.bucketOf(a) == r.bucketOf(b) {
+		t.Error("Options.ClientOf is not used")
 	}
 }

@@ -72,7 +72,7 @@ func (r *Resolver) serveResolve(c *gin.Context) {
 		httperr.Write(c, r.log, err)
 		return
 	}
-	a, err := r.resolve(c.Request.Context(), key, k, r.clientOf(c.Request))
+	a, err := r.resolve(c.Request.Context(), key, k, c.Request)
 	if err != nil {
 		httperr.Write(c, r.log, httperr.Unavailable("route lookup is unavailable; try again"))
 		return

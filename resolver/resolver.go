@@ -86,8 +86,8 @@ type Options struct {
 	MaxInflight  int
 	InflightWait time.Duration
 	// ClientOf names the client of an HTTP request for the fair queuing of
-	// Postgres lookups (fair.go); default: its remote IP. Behind a proxy,
-	// name the client from a header the proxy sets.
+	// Postgres lookups (fair.go); default: its remote IP and bearer token.
+	// Behind a proxy, name the client from a header the proxy sets.
 	ClientOf func(*http.Request) string
 	// DBTimeout and RedisTimeout bound one Postgres or Redis call.
 	DBTimeout, RedisTimeout time.Duration
@@ -212,9 +212,6 @@ func New(o Options) (*Resolver, error) {
 	if r.maxInflight <= 0 {
 		r.maxInflight = DefaultMaxInflight
 	}
-	if r.clientOf == nil {
-		r.clientOf = remoteIP
-	}
 	if r.log == nil {
 		r.log = zap.NewNop()
 	}
@@ -291,19 +288,19 @@ func (r *Resolver) Ready() bool { return r.ready.Load() && !r.draining.Load() }
 // it. Request counts and latency are recorded by the HTTP handler, not here.
 func (r *Resolver) Resolve(ctx context.Context, k routes.Key) (Answer, error) {
 	var buf [maxKeyLen]byte
-	return r.resolve(ctx, keyBuf(&buf, k), k, "")
+	return r.resolve(ctx, keyBuf(&buf, k), k, nil)
 }
 
 // resolve looks key (l1Key(k), possibly aliasing a caller's buffer) up for
-// client ("": none; see fair.go). The fast path, a fresh L1 entry, does not
-// allocate.
-func (r *Resolver) resolve(ctx context.Context, key string, k routes.Key, client string) (Answer, error) {
+// the client of req (nil: none; see fair.go). The fast path, a fresh L1
+// entry, does not allocate.
+func (r *Resolver) resolve(ctx context.Context, key string, k routes.Key, req *http.Request) (Answer, error) {
 	e, ok := r.l1.GetIfPresent(key)
 	if ok && e.kind != kindTombstone && r.clock.NowNano() < e.freshUntil {
 		r.l1Hits.Inc()
 		return r.hit(e), nil
 	}
-	return r.slow(ctx, key, k, client)
+	return r.slow(ctx, key, k, req)
 }
 
 func (r *Resolver) hit(e *entry) Answer {
@@ -318,7 +315,7 @@ func (r *Resolver) hit(e *entry) Answer {
 // slow tries Redis, then runs the Postgres lookup once per key for all
 // concurrent requests of that key, and falls back to a stale L1 answer on
 // failure.
-func (r *Resolver) slow(ctx context.Context, key string, k routes.Key, client string) (Answer, error) {
+func (r *Resolver) slow(ctx context.Context, key string, k routes.Key, req *http.Request) (Answer, error) {
 	// Validating here rather than in Resolve keeps it off the hit path and is
 	// as safe: L1 answers are only stored for valid keys, and no invalid key
 	// renders to the L1 key of a valid one (a '/' inside a name makes more
@@ -338,7 +335,7 @@ func (r *Resolver) slow(ctx context.Context, key string, k routes.Key, client st
 	ch := r.group.DoChan(owned, func() (any, error) {
 		// Detached from the first caller so its cancellation does not fail
 		// the requests sharing this call; bounded by the tier timeouts.
-		return r.fetch(context.WithoutCancel(ctx), owned, k, client)
+		return r.fetch(context.WithoutCancel(ctx), owned, k, req)
 	})
 	var res singleflight.Result
 	select {
@@ -387,11 +384,11 @@ func (r *Resolver) fromRedis(ctx context.Context, key string, k routes.Key) (*en
 // it until its TTL, since only this one has seen the event. The Redis floor
 // refuses it too once the write path has invalidated Redis, but that may not
 // have happened yet, or have failed.
-func (r *Resolver) fetch(ctx context.Context, key string, k routes.Key, client string) (*entry, error) {
+func (r *Resolver) fetch(ctx context.Context, key string, k routes.Key, req *http.Request) (*entry, error) {
 	if e, ok := r.l1.GetIfPresent(key); ok && e.kind != kindTombstone && r.clock.NowNano() < e.freshUntil {
 		return e, nil
 	}
-	e, err := r.query(ctx, k, client)
+	e, err := r.query(ctx, k, req)
 	if err != nil {
 		return nil, err
 	}
@@ -408,10 +405,10 @@ func (r *Resolver) fetch(ctx context.Context, key string, k routes.Key, client s
 	return e, nil
 }
 
-// query reads k from Postgres inside the bulkhead (waiting in client's
-// queue for a permit, fair.go) and the circuit breaker.
-func (r *Resolver) query(ctx context.Context, k routes.Key, client string) (*entry, error) {
-	if !r.gate.acquire(ctx, client, r.inflightWait) {
+// query reads k from Postgres inside the bulkhead (waiting in the queue of
+// req's client for a permit, fair.go) and the circuit breaker.
+func (r *Resolver) query(ctx context.Context, k routes.Key, req *http.Request) (*entry, error) {
+	if !r.gate.acquire(ctx, r.bucketOf(req), r.inflightWait) {
 		return nil, errRejected
 	}
 	defer r.gate.release()
