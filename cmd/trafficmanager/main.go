@@ -41,6 +41,7 @@ func newRootCmd() *cobra.Command {
 		newAPICmd(),
 		newWorkerCmd(),
 		newRoutesCmd(),
+		newSplitsCmd(),
 		newMutationsCmd(),
 		newTokensCmd(),
 		newTenantsCmd(),
