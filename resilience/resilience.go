@@ -120,6 +120,9 @@ func (r *Registry) Breaker(name string) circuitbreaker.CircuitBreaker[any] {
 		OnFailure(func(failsafe.ExecutionEvent[any]) { r.m.breakerCalls.WithLabelValues(name, "failure").Inc() }).
 		Build()
 	r.m.breakerState.WithLabelValues(name).Set(0)
+	for _, outcome := range []string{"success", "failure", "rejected"} {
+		r.m.breakerCalls.WithLabelValues(name, outcome).Add(0)
+	}
 	r.breakers[name] = cb
 	return cb
 }
@@ -153,6 +156,10 @@ func (r *Registry) Bulkhead(name string, max uint, wait time.Duration) *Bulkhead
 	}
 	b := &Bulkhead{name: name, max: max, wait: wait, bh: bulkhead.NewBuilder[any](max).WithMaxWaitTime(wait).Build(), r: r}
 	r.m.bulkheadMax.WithLabelValues(name).Set(float64(max))
+	// Every series exists from the start (a dashboard's rate() of a counter
+	// that appears at its first increment misses that increment).
+	r.m.bulkheadInUse.WithLabelValues(name).Add(0)
+	r.m.bulkheadReject.WithLabelValues(name).Add(0)
 	r.bulkheads[name] = b
 	return b
 }
