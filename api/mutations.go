@@ -20,6 +20,7 @@ import (
 	"github.com/trafficmanager/trafficmanager/activities"
 	"github.com/trafficmanager/trafficmanager/httperr"
 	"github.com/trafficmanager/trafficmanager/mutations"
+	"github.com/trafficmanager/trafficmanager/propagation"
 	"github.com/trafficmanager/trafficmanager/routes"
 	"github.com/trafficmanager/trafficmanager/workflows"
 )
@@ -125,6 +126,9 @@ func (s *Server) startWrite(c *gin.Context, w write) {
 			WriteError(c, s.log.With(zap.String("workflow_id", wfID)), e)
 			return
 		}
+		if c.Query("wait") == "propagated" {
+			status, body = s.resolvers().propagated(ctx, status, body) // ctx is spent: one look
+		}
 		s.o.Metrics.Success.WithLabelValues(w.action).Inc()
 		s.o.Metrics.Latency.WithLabelValues(w.action).Observe(time.Since(start).Seconds())
 		c.JSON(status, body)
@@ -137,6 +141,9 @@ func (s *Server) startWrite(c *gin.Context, w write) {
 		s.o.Metrics.Failure.WithLabelValues(w.action, e.Code).Inc()
 		WriteError(c, s.log.With(zap.String("workflow_id", wfID)), err)
 		return
+	}
+	if c.Query("wait") == "propagated" {
+		status, body = s.resolvers().propagated(ctx, status, body) // within the rest of the ack timeout
 	}
 	s.o.Metrics.Success.WithLabelValues(w.action).Inc()
 	s.o.Metrics.Latency.WithLabelValues(w.action).Observe(time.Since(start).Seconds())
@@ -455,6 +462,9 @@ type mutationStatus struct {
 	Changed    *bool           `json:"changed,omitempty"`
 	EventID    string          `json:"event_id,omitempty"`
 	Steps      workflows.Steps `json:"steps"`
+	// Propagation says how many live resolvers have applied the committed
+	// revision (absent before the commit and without resolver reports).
+	Propagation *propagation.Propagation `json:"propagation,omitempty"`
 	waiting
 	Error *statusError `json:"error,omitempty"`
 	// Hint says how to move a mutation on that did not complete.
@@ -574,6 +584,7 @@ func (s *Server) statusAnswer(ctx context.Context, id mutationID, info *workflow
 		s.committedFromLedger(ctx, wfID, &out)
 	}
 	out.Hint = retryHint(info.GetStatus(), wfID)
+	out.Propagation = s.resolvers().ofStatus(ctx, out.Route)
 	return out
 }
 

@@ -160,3 +160,14 @@ func (v resolverView) ofStatus(ctx context.Context, route any) *propagation.Prop
 	}
 	return v.of(ctx, r.Key(), r.Revision, r.UpdatedAt)
 }
+
+func (s *Server) resolvers() resolverView { return resolverView{r: s.o.Resolvers, log: s.log} }
+
+// listResolvers answers GET /api/v1/resolvers.
+func (s *Server) listResolvers(c *gin.Context) { s.resolvers().list(c) }
+
+// propagationOf is the propagation of key's revision, nil without a
+// registry or when Redis cannot say.
+func (s *Server) propagationOf(ctx context.Context, key routes.Key, revision int64) *propagation.Propagation {
+	return s.resolvers().of(ctx, key, revision, time.Time{})
+}

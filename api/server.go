@@ -68,6 +68,10 @@ type Options struct {
 	// Policies are the tenants' approval policies; nil: no write waits
 	// for approval and the policy endpoints answer 503.
 	Policies Policies
+	// Resolvers reads what the resolvers report (*propagation.Registry on
+	// their Redis); nil: GET /api/v1/resolvers answers 503 and writes and
+	// mutation statuses carry no propagation.
+	Resolvers Resolvers
 	// NewID returns fresh ids (event ids, workflow keys); uuid v4 by default.
 	NewID func() string
 	// Console configures the web console at /ui/ (docs/console.md), which
@@ -179,6 +183,7 @@ func (s *Server) Handler() http.Handler {
 	v1.POST("/routes/:tenant/:service/:env/:version/deactivate", s.deactivateRoute)
 	v1.POST("/routes/:tenant/:service/:env/:version/rollback", s.rollbackRoute)
 	v1.GET("/mutations", s.listMutations)
+	v1.GET("/resolvers", s.listResolvers)
 	v1.GET("/mutations/*id", s.getMutation)
 	v1.POST("/mutations/*id", s.decideMutation)
 	RegisterAudit(v1, s.o.Audit, s.log)

@@ -27,6 +27,7 @@ import (
 	"github.com/trafficmanager/trafficmanager/events"
 	"github.com/trafficmanager/trafficmanager/observability"
 	"github.com/trafficmanager/trafficmanager/policies"
+	"github.com/trafficmanager/trafficmanager/propagation"
 	"github.com/trafficmanager/trafficmanager/resilience"
 	"github.com/trafficmanager/trafficmanager/routes"
 	"github.com/trafficmanager/trafficmanager/schema"
@@ -148,6 +149,16 @@ func runAPI(ctx context.Context, cfg config.Config, log *zap.Logger, reg *promet
 		auditStore := audit.NewStore(mc.Database(cfg.MongoDatabase), audit.WithLazyIndexes(cfg.AuditRetention, log))
 		auditStore.TryEnsureIndexes() // in the background, retried on use: MongoDB may be down now
 		opts.Audit = auditStore
+	}
+	rdb, err := openRedis(cfg) // the resolvers' reports; nil without TM_REDIS_URL
+	if err != nil {
+		return err
+	}
+	if rdb != nil {
+		defer func() { _ = rdb.Close() }()
+		if opts.Resolvers, err = propagation.NewRegistry(propagation.RegistryOptions{Redis: rdb}); err != nil {
+			return err
+		}
 	}
 	srv := api.New(opts)
 	return listenAndServe(ctx, cfg, cfg.APIAddr, withPprof(cfg, srv.Handler()), drainer(cfg, srv.SetDraining), ready, log)
