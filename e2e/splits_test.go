@@ -8,8 +8,12 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/trafficmanager/trafficmanager/audit"
 	"github.com/trafficmanager/trafficmanager/internal/testenv"
+	"github.com/trafficmanager/trafficmanager/routes"
+	"github.com/trafficmanager/trafficmanager/workflows"
 )
 
 // resolveSplit is GET /api/v1/resolve/{t}/{s}/{e} with X-Route-Key.
@@ -147,4 +151,58 @@ func TestASplitIsSetResolvedChangedWithinTheBoundAndAudited(t *testing.T) {
 		return st.Status == 200 && st.Body["status"] == "completed"
 	}, "split delete workflow completed")
 	requireConsistentTenant(t, p, tenant)
+}
+
+// A split change in an env that needs approval waits like a route write,
+// applies once after another principal approves, and names both in its
+// audit document; a scheduled one applies at its time.
+func TestASplitChangeWaitsForApprovalAndForItsTime(t *testing.T) {
+	t.Parallel()
+	ap := startApprovalPlatform(t)
+	for _, v := range []string{"v1", "v2"} {
+		ap.createRoute(t, routes.Key{Tenant: ap.tenant, Service: "checkout", Env: "prod", Version: v}, "https://"+v+".example")
+		ap.createRoute(t, routes.Key{Tenant: ap.tenant, Service: "checkout", Env: "stage", Version: v}, "https://"+v+".example")
+	}
+	ap.requireApproval(t, "prod")
+	prod := "/api/v1/splits/" + ap.tenant + "/checkout/prod"
+
+	res := ap.do(t, "PUT", prod, map[string]any{"weights": map[string]int{"v1": 80, "v2": 20}}, ap.writer...)
+	require.Equal(t, http.StatusAccepted, res.Status, res.Raw)
+	require.Equal(t, "awaiting_approval", res.Body["status"], res.Raw)
+	wfID := res.Body["workflow_id"].(string)
+	st := ap.do(t, "GET", "/api/v1/mutations/"+wfID, nil, ap.approver...)
+	require.Equal(t, http.StatusOK, st.Status, st.Raw)
+	require.Equal(t, "awaiting_approval", st.Body["status"], st.Raw)
+	require.Equal(t, http.StatusNotFound, ap.do(t, "GET", prod, nil, ap.admin...).Status, "nothing applies before the approval")
+
+	mine := ap.do(t, "POST", "/api/v1/mutations/"+wfID+"/approve", nil, ap.writer...)
+	require.Equal(t, http.StatusForbidden, mine.Status, mine.Raw)
+	ok := ap.do(t, "POST", "/api/v1/mutations/"+wfID+"/approve", nil, ap.approver...)
+	require.Equal(t, http.StatusOK, ok.Status, ok.Raw)
+	done := ap.awaitStatus(t, wfID, "completed")
+	require.Equal(t, map[string]any{"committed": "done", "invalidated": "done", "published": "done", "audited": "done"}, done.Body["steps"], done.Raw)
+	got := ap.do(t, "GET", prod, nil, ap.admin...)
+	require.Equal(t, http.StatusOK, got.Status, got.Raw)
+	require.Equal(t, map[string]any{"v1": 80.0, "v2": 20.0}, got.Body["weights"])
+	var doc audit.Document
+	eventID := workflows.EventIDFor(wfID)
+	eventually(t, 10*time.Second, func() bool {
+		return ap.mongo.Collection(audit.CollectionName).FindOne(t.Context(), bson.D{{Key: "event_id", Value: eventID}}).Decode(&doc) == nil
+	}, "audit document of the approved split")
+	require.Equal(t, "split_updated", doc.Action)
+	require.Equal(t, "split_changed", doc.EventType)
+	require.EqualValues(t, 1, doc.Metadata.Revision)
+	require.Equal(t, "ci", doc.Metadata.RequestedBy)
+	require.Equal(t, "alice", doc.Metadata.ApprovedBy)
+	require.Equal(t, map[string]int{"v1": 80, "v2": 20}, doc.Metadata.Weights)
+
+	stage := "/api/v1/splits/" + ap.tenant + "/checkout/stage"
+	at := time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339)
+	res = ap.do(t, "PUT", stage, map[string]any{"weights": map[string]int{"v1": 50, "v2": 50}, "not_before": at}, ap.writer...)
+	require.Equal(t, http.StatusAccepted, res.Status, res.Raw)
+	require.Equal(t, "scheduled", res.Body["status"], res.Raw)
+	require.Equal(t, http.StatusNotFound, ap.do(t, "GET", stage, nil, ap.admin...).Status)
+	ap.awaitStatus(t, res.Body["workflow_id"].(string), "completed")
+	require.Equal(t, http.StatusOK, ap.do(t, "GET", stage, nil, ap.admin...).Status)
+	requireConsistentTenant(t, ap.platform, ap.tenant)
 }
