@@ -45,11 +45,13 @@ type Config struct {
 	WorkerAddr   string // TM_WORKER_ADDR
 	Migrate      string // TM_MIGRATE: auto or off
 
-	ResolverL1Entries   int // TM_RESOLVER_L1_ENTRIES
-	ResolverWarmRoutes  int // TM_RESOLVER_WARM_ROUTES
-	ResolverMaxInflight int // TM_RESOLVER_MAX_INFLIGHT: concurrent Postgres lookups
-	WatchMax            int // TM_WATCH_MAX: open watch streams per resolver
-	WatchMaxPerTenant   int // TM_WATCH_MAX_PER_TENANT: open watch streams of one tenant per resolver
+	ResolverL1Entries   int    // TM_RESOLVER_L1_ENTRIES
+	ResolverWarmRoutes  int    // TM_RESOLVER_WARM_ROUTES
+	ResolverMaxInflight int    // TM_RESOLVER_MAX_INFLIGHT: concurrent Postgres lookups
+	WatchMax            int    // TM_WATCH_MAX: open watch streams per resolver
+	ResolverID          string // TM_RESOLVER_ID: this resolver's id in the live set (default host:port)
+	PropagationPrefix   string // TM_PROPAGATION_PREFIX: Redis key prefix of resolver liveness and applied revisions
+	WatchMaxPerTenant   int    // TM_WATCH_MAX_PER_TENANT: open watch streams of one tenant per resolver
 
 	Auth                bool    // TM_AUTH: on (default) or off
 	ResolverAuth        bool    // TM_RESOLVER_AUTH
@@ -122,6 +124,8 @@ func Load(getenv func(string) string) (Config, error) {
 		ResolverWarmRoutes:  p.int("TM_RESOLVER_WARM_ROUTES", 0, 0),
 		ResolverMaxInflight: p.int("TM_RESOLVER_MAX_INFLIGHT", 32, 1),
 		WatchMax:            p.int("TM_WATCH_MAX", 10_000, 1),
+		ResolverID:          p.str("TM_RESOLVER_ID", ""),
+		PropagationPrefix:   p.str("TM_PROPAGATION_PREFIX", "tm:"),
 		WatchMaxPerTenant:   p.int("TM_WATCH_MAX_PER_TENANT", 1_000, 1),
 
 		Auth:                p.onOff("TM_AUTH", true),

@@ -205,12 +205,12 @@ func newReporter(cfg config.Config, rdb *redis.Client, log *zap.Logger) (*propag
 		log.Warn("TM_REDIS_URL is not set: this resolver does not report propagation")
 		return nil, nil
 	}
-	id := os.Getenv("TM_RESOLVER_ID") // TODO(config): move into config.Config
+	id := cfg.ResolverID
 	if id == "" {
 		id = propagation.DefaultID(cfg.ResolverAddr)
 	}
 	rep, err := propagation.NewReporter(propagation.ReporterOptions{
-		Redis: rdb, ID: id, Address: advertisedAddr(cfg.ResolverAddr), Log: log,
+		Redis: rdb, ID: id, Address: advertisedAddr(cfg.ResolverAddr), Prefix: cfg.PropagationPrefix, Log: log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("TM_RESOLVER_ID: %w", err)

@@ -156,7 +156,7 @@ func runAPI(ctx context.Context, cfg config.Config, log *zap.Logger, reg *promet
 	}
 	if rdb != nil {
 		defer func() { _ = rdb.Close() }()
-		if opts.Resolvers, err = propagation.NewRegistry(propagation.RegistryOptions{Redis: rdb}); err != nil {
+		if opts.Resolvers, err = propagation.NewRegistry(propagation.RegistryOptions{Redis: rdb, Prefix: cfg.PropagationPrefix}); err != nil {
 			return err
 		}
 	}
