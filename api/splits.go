@@ -28,14 +28,20 @@ type SplitReader interface {
 	GetSplit(ctx context.Context, k routes.SplitKey) (routes.Split, error)
 }
 
+// SplitHistoryReader reads a split's revisions (*routes.Store).
+type SplitHistoryReader interface {
+	SplitHistory(ctx context.Context, k routes.SplitKey, limit int) ([]routes.SplitRevision, error)
+}
+
 // SplitLedger reads recorded split mutations (*routes.Store).
 type SplitLedger interface {
 	RecordedSplits(ctx context.Context, eventIDs ...string) ([]routes.SplitRecorded, error)
 }
 
 var (
-	_ SplitReader = (*routes.Store)(nil)
-	_ SplitLedger = (*routes.Store)(nil)
+	_ SplitReader        = (*routes.Store)(nil)
+	_ SplitLedger        = (*routes.Store)(nil)
+	_ SplitHistoryReader = (*routes.Store)(nil)
 )
 
 // registerSplits registers the split endpoints on v1.
@@ -43,6 +49,7 @@ func (s *Server) registerSplits(v1 gin.IRoutes) {
 	v1.PUT("/splits/:tenant/:service/:env", s.putSplit)
 	v1.GET("/splits/:tenant/:service/:env", s.getSplit)
 	v1.DELETE("/splits/:tenant/:service/:env", s.deleteSplit)
+	v1.GET("/splits/:tenant/:service/:env/history", s.splitHistory)
 }
 
 // SplitNotFound is the answer about an env without a split.
@@ -301,4 +308,37 @@ func (s *Server) splitStatusAnswer(ctx context.Context, id mutationID, info *wor
 	}
 	out.Hint = retryHint(info.GetStatus(), id.wfID)
 	return out
+}
+
+// splitHistory answers GET /api/v1/splits/{t}/{s}/{e}/history?limit=: the
+// split's revisions, newest first, from split_ledger (deletes included,
+// with empty weights): {"revisions": [...]}.
+func (s *Server) splitHistory(c *gin.Context) {
+	k, err := splitPathKey(c)
+	if err == nil {
+		err = Authorize(c, k.Tenant, false)
+	}
+	var limit int
+	if err == nil {
+		limit, err = ParseLimit(c)
+	}
+	rd, ok := s.o.Routes.(SplitHistoryReader)
+	if err == nil && !ok {
+		err = Unavailable("this server cannot read splits")
+	}
+	if err != nil {
+		WriteError(c, s.log, err)
+		return
+	}
+	revs, err := read(c.Request.Context(), s, func(ctx context.Context) ([]routes.SplitRevision, error) {
+		return rd.SplitHistory(ctx, k, limit)
+	})
+	if err != nil {
+		WriteError(c, s.log, err)
+		return
+	}
+	if revs == nil {
+		revs = []routes.SplitRevision{}
+	}
+	c.JSON(http.StatusOK, gin.H{"revisions": revs})
 }

@@ -145,6 +145,13 @@ func TestASplitIsSetResolvedChangedWithinTheBoundAndAudited(t *testing.T) {
 		return code == http.StatusNotFound
 	}, "the deleted split is not served")
 
+	hist := p.do(t, "GET", "/api/v1/splits/"+env+"/history", nil)
+	require.Equal(t, http.StatusOK, hist.Status, hist.Raw)
+	revs := hist.Body["revisions"].([]any)
+	require.Len(t, revs, 3)
+	require.Equal(t, "split_deleted", revs[0].(map[string]any)["action"])
+	require.EqualValues(t, 1, revs[2].(map[string]any)["revision"])
+
 	wfID := del.Body["workflow_id"].(string)
 	eventually(t, 10*time.Second, func() bool {
 		st := p.do(t, "GET", "/api/v1/mutations/"+wfID, nil)

@@ -335,6 +335,7 @@ func (s *Store) SplitHistory(ctx context.Context, k SplitKey, limit int) ([]Spli
 		if err := row.Scan(&r.Revision, &r.Action, &w, &r.ChangedBy, &r.EventID, &r.WorkflowID, &r.OccurredAt); err != nil {
 			return r, err
 		}
+		r.Weights = Weights{} // a delete's
 		if w != nil {
 			return r, json.Unmarshal(w, &r.Weights)
 		}
