@@ -28,6 +28,7 @@ import (
 	"github.com/trafficmanager/trafficmanager/internal/testenv"
 	"github.com/trafficmanager/trafficmanager/observability"
 	"github.com/trafficmanager/trafficmanager/policies"
+	"github.com/trafficmanager/trafficmanager/propagation"
 	"github.com/trafficmanager/trafficmanager/routes"
 	"github.com/trafficmanager/trafficmanager/schema"
 	"github.com/trafficmanager/trafficmanager/worker"
@@ -63,6 +64,9 @@ type platformOptions struct {
 	noWorker   bool          // the test runs its own worker (a process)
 	temporal   string        // a Temporal of the test's own (frontend address); default testenv.Temporal
 	policies   bool          // tenant approval policies on (the policy endpoints answer 503 without)
+	// propagationPrefix, when set, gives the api a propagation registry over
+	// p.rdb under this Redis key prefix (resolvers report under the same).
+	propagationPrefix string
 }
 
 func startPlatform(t *testing.T, ackTimeout time.Duration) *platform {
@@ -134,6 +138,11 @@ func startPlatformWith(t *testing.T, o platformOptions) *platform {
 		pols := policies.NewSnapshot(policies.NewStore(p.pool), log)
 		require.NoError(t, pols.Refresh(ctx))
 		opts.Policies = pols
+	}
+	if o.propagationPrefix != "" {
+		reg, err := propagation.NewRegistry(propagation.RegistryOptions{Redis: p.rdb, Prefix: o.propagationPrefix})
+		require.NoError(t, err)
+		opts.Resolvers = reg
 	}
 	if o.writeRPS > 0 {
 		opts.Limiter = api.NewTenantLimiter(o.writeRPS, o.burst)
