@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"strings"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -45,27 +47,64 @@ var demoRoutes = []map[string]any{
 	{"tenant": "team-b", "service": "search", "env": "prod", "version": "2024.2", "url": "https://search-next.team-b.example", "changed_by": "demo", "active": false},
 }
 
+// seedDemoRoutes creates the demo routes that do not exist yet: a route
+// already there (from an earlier --seed-demo, or the README's "Try it" at
+// another URL) is left as it is and counted as skipped, so the flag can be
+// given on every start. It goes on past a route it cannot create and
+// reports them all at the end.
 func seedDemoRoutes(ctx context.Context, cfg config.Config, out io.Writer) error {
-	for _, r := range demoRoutes {
-		b, _ := json.Marshal(r)
-		req, err := http.NewRequestWithContext(ctx, "POST", "http://"+cfg.APIAddr+"/api/v1/routes", bytes.NewReader(b))
-		if err != nil {
-			return err
+	base := "http://" + cfg.APIAddr + "/api/v1/routes"
+	do := func(method, url string, body []byte, key string) (int, error) {
+		var r io.Reader
+		if body != nil {
+			r = bytes.NewReader(body)
 		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Idempotency-Key", fmt.Sprintf("demo-%s-%s-%s-%s", r["tenant"], r["service"], r["env"], r["version"]))
+		req, err := http.NewRequestWithContext(ctx, method, url, r)
+		if err != nil {
+			return 0, err
+		}
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if key != "" {
+			req.Header.Set("Idempotency-Key", key)
+		}
 		if cfg.BootstrapAdminToken != "" {
 			req.Header.Set("Authorization", "Bearer "+cfg.BootstrapAdminToken)
 		}
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
-			return err
+			return 0, err
 		}
+		_, _ = io.Copy(io.Discard, res.Body)
 		res.Body.Close()
-		if res.StatusCode >= 300 {
-			return fmt.Errorf("demo route %v: %s", r, res.Status)
+		return res.StatusCode, nil
+	}
+	var created, skipped int
+	var errs []error
+	for _, r := range demoRoutes {
+		name := fmt.Sprintf("%s/%s/%s/%s", r["tenant"], r["service"], r["env"], r["version"])
+		status, err := do("GET", base+"/"+name, nil, "")
+		if err != nil {
+			return err // the api is gone: nothing else will work either
+		}
+		if status == http.StatusOK {
+			skipped++
+			continue
+		}
+		b, _ := json.Marshal(r)
+		status, err = do("POST", base, b, "demo-"+strings.ReplaceAll(name, "/", "-"))
+		switch {
+		case err != nil:
+			return err
+		case status == http.StatusConflict: // created meanwhile
+			skipped++
+		case status >= 300:
+			errs = append(errs, fmt.Errorf("demo route %s: %d %s", name, status, http.StatusText(status)))
+		default:
+			created++
 		}
 	}
-	fmt.Fprintf(out, "seed-demo: %d demo routes for team-a and team-b\n", len(demoRoutes))
-	return nil
+	fmt.Fprintf(out, "seed-demo: %d demo routes for team-a and team-b created, %d already there (left as they are)\n", created, skipped)
+	return errors.Join(errs...)
 }
