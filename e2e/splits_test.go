@@ -68,7 +68,7 @@ func TestASplitIsSetResolvedChangedWithinTheBoundAndAudited(t *testing.T) {
 	require.True(t, strings.HasPrefix(res.Body["workflow_id"].(string), "split/"+tenant+"/checkout/prod/split_updated/"))
 	split := res.Body["split"].(map[string]any)
 	require.EqualValues(t, 1, split["revision"])
-	firstEvent := res.Body["event_id"].(string)
+	firstEvent, firstWF := res.Body["event_id"].(string), res.Body["workflow_id"].(string)
 
 	// The same request again is the same mutation.
 	again := p.do(t, "PUT", "/api/v1/splits/"+env, map[string]any{"weights": map[string]int{"v1": 90, "v2": 10}, "changed_by": "alice"},
@@ -157,6 +157,8 @@ func TestASplitIsSetResolvedChangedWithinTheBoundAndAudited(t *testing.T) {
 		st := p.do(t, "GET", "/api/v1/mutations/"+wfID, nil)
 		return st.Status == 200 && st.Body["status"] == "completed"
 	}, "split delete workflow completed")
+	recordHistory(t, p, firstWF, "split_history.json")
+	recordHistory(t, p, wfID, "split_delete_history.json")
 	requireConsistentTenant(t, p, tenant)
 }
 
@@ -211,5 +213,7 @@ func TestASplitChangeWaitsForApprovalAndForItsTime(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, ap.do(t, "GET", stage, nil, ap.admin...).Status)
 	ap.awaitStatus(t, res.Body["workflow_id"].(string), "completed")
 	require.Equal(t, http.StatusOK, ap.do(t, "GET", stage, nil, ap.admin...).Status)
+	recordHistory(t, ap.platform, wfID, "split_approval_history.json")
+	recordHistory(t, ap.platform, res.Body["workflow_id"].(string), "split_scheduled_history.json")
 	requireConsistentTenant(t, ap.platform, ap.tenant)
 }
