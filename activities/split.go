@@ -81,3 +81,37 @@ func (a *Activities) AuditSplit(ctx context.Context, e events.SplitEvent) error 
 	_, err := a.AuditLog.Insert(ctx, audit.FromSplitEvent(e, "workflow"))
 	return err
 }
+
+// SplitReader reads a split's current state (*routes.Store).
+type SplitReader interface {
+	SplitState(ctx context.Context, k routes.SplitKey) (routes.Split, bool, error)
+}
+
+// CurrentSplit is ReadSplit's answer: the split's weights and revision, or
+// Found false (Revision is then the last revision the split had, 0 when it
+// never had one).
+type CurrentSplit struct {
+	Found    bool           `json:"found"`
+	Weights  routes.Weights `json:"weights,omitempty"`
+	Revision int64          `json:"revision"`
+}
+
+// ReadSplit reads the current split of k from Postgres: what a rollout
+// records before its first step, to restore it on abort (a SplitMutation
+// with IfRevision set to the revision the rollout wrote last, or a
+// split_deleted when Found was false).
+func (a *Activities) ReadSplit(ctx context.Context, k routes.SplitKey) (CurrentSplit, error) {
+	rd, ok := a.Routes.(SplitReader)
+	if !ok {
+		return CurrentSplit{}, temporal.NewNonRetryableApplicationError("the worker's route store cannot read splits", "SplitsUnsupported", nil)
+	}
+	sp, found, err := rd.SplitState(ctx, k)
+	if err != nil {
+		return CurrentSplit{}, err
+	}
+	out := CurrentSplit{Found: found, Revision: sp.Revision}
+	if found {
+		out.Weights = sp.Weights
+	}
+	return out, nil
+}

@@ -165,3 +165,16 @@ func TestSetSplitRunsTheMutationAsAChildWorkflow(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, routes.Weights{"v1": 80, "v2": 20}, cur.Weights)
 }
+
+func TestReadSplitReportsTheCurrentSplit(t *testing.T) {
+	f := newSplitFixture(t)
+	ctx := context.Background()
+	cur, err := f.acts.ReadSplit(ctx, f.key)
+	require.NoError(t, err)
+	require.Equal(t, activities.CurrentSplit{}, cur)
+	_, err = f.store.ApplySplit(ctx, routes.SplitMutation{Action: routes.ActionSplitUpdated, Key: f.key, Weights: routes.Weights{"v1": 70, "v2": 30}})
+	require.NoError(t, err)
+	cur, err = f.acts.ReadSplit(ctx, f.key)
+	require.NoError(t, err)
+	require.Equal(t, activities.CurrentSplit{Found: true, Weights: routes.Weights{"v1": 70, "v2": 30}, Revision: 1}, cur)
+}
