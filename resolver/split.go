@@ -113,7 +113,9 @@ func (a SplitAnswer) Revision() int64 {
 
 func newSplitTier(store Lookup, entries int, clock otter.Clock) (*splitTier, error) {
 	sl, _ := store.(SplitLookup)
-	l1, err := otter.New(&otter.Options[string, *splitEntry]{MaximumSize: max(entries/10, 1000), Clock: clock})
+	// An answer holds a 10 KB slot table: a hundredth of the route L1's
+	// entries (at least 1,000 splits, about 10 MB) bounds its memory.
+	l1, err := otter.New(&otter.Options[string, *splitEntry]{MaximumSize: max(entries/100, 1000), Clock: clock})
 	if err != nil {
 		return nil, err
 	}
