@@ -145,12 +145,31 @@ func runDev(ctx context.Context, out io.Writer, cfg config.Config, o devOptions)
 	}
 	defer logFile.Close()
 	st := &devStack{}
-	defer st.stop()
+	defer func() {
+		st.stop()
+		if err == nil && ctx.Err() != nil {
+			// A clean stop (Ctrl-C, SIGTERM) exits 0 and says so.
+			fmt.Fprintf(out, "stopped cleanly (data kept in %s)\n", dataDir)
+		}
+	}()
 	fmt.Fprintf(out, "data in %s (logs: %s)\n", dataDir, logFile.Name())
+	// The dependencies keep their ports across restarts (ports.json), so a
+	// shell that sourced dev.env before still reaches them.
+	ports, err := devstack.OpenPorts(dataDir)
+	if err != nil {
+		return err
+	}
+	port := func(name string) (int, string, error) {
+		p, moved, err := ports.Port(name)
+		if err != nil || moved == 0 {
+			return p, "", err
+		}
+		return p, fmt.Sprintf(" (port %d of the last start is taken: moved; source dev.env again)", moved), nil
+	}
 
 	if cfg.DatabaseURL == "" {
 		err = step(out, "postgres", func() (string, error) {
-			port, err := devstack.FreePort()
+			port, note, err := port("postgres")
 			if err != nil {
 				return "", err
 			}
@@ -160,7 +179,7 @@ func runDev(ctx context.Context, out io.Writer, cfg config.Config, o devOptions)
 			}
 			st.add(pg.Stop)
 			cfg.DatabaseURL = pg.DSN
-			return pg.DSN, nil
+			return pg.DSN + note, nil
 		})
 		if err != nil {
 			return err
@@ -168,7 +187,7 @@ func runDev(ctx context.Context, out io.Writer, cfg config.Config, o devOptions)
 	}
 	if cfg.RedisURL == "" {
 		err = step(out, "redis", func() (string, error) {
-			port, err := devstack.FreePort()
+			port, note, err := port("redis")
 			if err != nil {
 				return "", err
 			}
@@ -178,7 +197,7 @@ func runDev(ctx context.Context, out io.Writer, cfg config.Config, o devOptions)
 			}
 			st.add(r.Stop)
 			cfg.RedisURL = r.URL
-			return r.URL, nil
+			return r.URL + note, nil
 		})
 		if err != nil {
 			return err
@@ -186,13 +205,17 @@ func runDev(ctx context.Context, out io.Writer, cfg config.Config, o devOptions)
 	}
 	if len(cfg.KafkaBrokers) == 0 {
 		err = step(out, "kafka", func() (string, error) {
-			k, err := devstack.StartKafka(0, cfg.KafkaTopic, 3)
+			port, note, err := port("kafka")
+			if err != nil {
+				return "", err
+			}
+			k, err := devstack.StartKafka(port, cfg.KafkaTopic, 3)
 			if err != nil {
 				return "", err
 			}
 			st.add(k.Stop)
 			cfg.KafkaBrokers = k.Brokers
-			return strings.Join(k.Brokers, ",") + " (embedded, in memory)", nil
+			return strings.Join(k.Brokers, ",") + " (embedded, in memory)" + note, nil
 		})
 		if err != nil {
 			return err
@@ -200,7 +223,7 @@ func runDev(ctx context.Context, out io.Writer, cfg config.Config, o devOptions)
 	}
 	if cfg.MongoURI == "" {
 		err = step(out, "mongodb", func() (string, error) {
-			port, err := devstack.FreePort()
+			port, note, err := port("mongodb")
 			if err != nil {
 				return "", err
 			}
@@ -210,7 +233,7 @@ func runDev(ctx context.Context, out io.Writer, cfg config.Config, o devOptions)
 			}
 			st.add(m.Stop)
 			cfg.MongoURI = m.URI
-			return m.URI + " (embedded FerretDB)", nil
+			return m.URI + " (embedded FerretDB)" + note, nil
 		})
 		if err != nil {
 			return err

@@ -474,6 +474,7 @@ func TestDevStack(t *testing.T) {
 	code, took := d.interrupt(t)
 	t.Logf("dev stopped in %s (%d processes below it before)", took.Round(time.Millisecond), len(procs))
 	require.Equal(t, 0, code, "dev exit code; stderr:\n%s", d.stderr.String())
+	require.Contains(t, d.stdout.String(), "stopped cleanly", "a clean stop says so")
 	requireAllGone(t, procs)
 
 	// 6. restart on the same data: Postgres kept the route. Fresh ports:
@@ -490,6 +491,16 @@ func TestDevStack(t *testing.T) {
 	require.EqualValues(t, 1, got.Revision)
 	body, _ = resolve(t, ports.resolver, k)
 	require.Contains(t, body, target)
+	// The dependencies kept their ports (ports.json), so a shell that
+	// sourced dev.env before the restart still reaches them; only a port
+	// someone else took meanwhile moves, and dev says so.
+	env, err = os.ReadFile(filepath.Join(dataDir, "dev.env"))
+	require.NoError(t, err)
+	for _, name := range []string{"TM_DATABASE_URL", "TM_REDIS_URL", "TM_KAFKA_BROKERS", "TM_MONGO_URI"} {
+		if !strings.Contains(string(env), "export "+name+"="+exports[name]+"\n") {
+			require.Contains(t, d.stdout.String(), "of the last start is taken: moved", "%s changed across the restart:\n%s", name, env)
+		}
+	}
 
 	procs = descendants(t, d.cmd.Process.Pid)
 	code, took = d.interrupt(t)
