@@ -137,3 +137,27 @@ func TestASplitNamesOnlyActiveRoutesOfItsEnv(t *testing.T) {
 	_, err = store.Apply(ctx, routes.Mutation{Action: routes.ActionDeactivated, Key: other.Route("v1")})
 	require.NoError(t, err)
 }
+
+// The rule covers every change that would leave a split's version
+// inactive: a rollback (or revert) to an inactive revision too.
+func TestARollbackToAnInactiveRevisionOfASplitVersionIsAConflict(t *testing.T) {
+	store := routes.NewStore(testenv.Postgres(t))
+	ctx := context.Background()
+	sk := splitEnv(t, store, "v1", "v2")
+	_, err := store.Apply(ctx, routes.Mutation{Action: routes.ActionDeactivated, Key: sk.Route("v2")}) // revision 2
+	require.NoError(t, err)
+	_, err = store.Apply(ctx, routes.Mutation{Action: routes.ActionActivated, Key: sk.Route("v2")}) // revision 3
+	require.NoError(t, err)
+	_, err = store.ApplySplit(ctx, routes.SplitMutation{Action: routes.ActionSplitUpdated, Key: sk, Weights: routes.Weights{"v1": 50, "v2": 50}})
+	require.NoError(t, err)
+	_, err = store.Apply(ctx, routes.Mutation{Action: routes.ActionRolledBack, Key: sk.Route("v2"), RollbackTo: 2, EventID: "rb-2"})
+	require.ErrorIs(t, err, routes.ErrConflict)
+	// Recorded: a re-run is rejected the same way, even once the split is gone.
+	_, err = store.ApplySplit(ctx, routes.SplitMutation{Action: routes.ActionSplitDeleted, Key: sk})
+	require.NoError(t, err)
+	_, err = store.Apply(ctx, routes.Mutation{Action: routes.ActionRolledBack, Key: sk.Route("v2"), RollbackTo: 2, EventID: "rb-2"})
+	require.ErrorIs(t, err, routes.ErrConflict)
+	// A new rollback (another event id) applies once no split names v2.
+	_, err = store.Apply(ctx, routes.Mutation{Action: routes.ActionRolledBack, Key: sk.Route("v2"), RollbackTo: 2, EventID: "rb-3"})
+	require.NoError(t, err, "without the split the rollback applies")
+}
