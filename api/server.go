@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/trafficmanager/trafficmanager/console"
+	"github.com/trafficmanager/trafficmanager/internal/openapidoc"
 	"github.com/trafficmanager/trafficmanager/observability"
 	"github.com/trafficmanager/trafficmanager/resilience"
 	"github.com/trafficmanager/trafficmanager/routes"
@@ -166,6 +167,7 @@ func (s *Server) Handler() http.Handler {
 		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.o.Registry, promhttp.HandlerOpts{})))
 	}
 
+	r.GET(openapidoc.Path, openapidoc.Handler(OpenAPI)) // no token: openapi.go
 	v1 := r.Group("/api/v1")
 	if s.o.Auth != nil {
 		v1.Use(RequireToken(s.o.Auth, s.log))

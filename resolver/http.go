@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/trafficmanager/trafficmanager/httperr"
+	"github.com/trafficmanager/trafficmanager/internal/openapidoc"
 	"github.com/trafficmanager/trafficmanager/routes"
 )
 
@@ -39,7 +40,8 @@ func (r *Resolver) Handler(reg *prometheus.Registry) http.Handler {
 		httperr.Write(c, nil, errors.New("panic"))
 	}))
 	g.GET(ResolvePrefix+"*key", r.serveResolve)
-	g.GET(WatchPrefix+":tenant", r.serveWatch) // watch_http.go
+	g.GET(WatchPrefix+":tenant", r.serveWatch)          // watch_http.go
+	g.GET(openapidoc.Path, openapidoc.Handler(OpenAPI)) // openapi.go
 	g.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	g.GET("/readyz", r.serveReady)
 	g.GET("/health/resilience", r.serveResilience)
