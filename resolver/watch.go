@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -93,6 +94,7 @@ func (r *Resolver) EnableWatch(o WatchOptions) error {
 	h := &watchHub{
 		o: o, log: r.log.Named("watch"), tenants: map[string]*tenantTail{},
 		history: make(chan struct{}, o.History), done: make(chan struct{}), ctx: ctx, cancel: cancel,
+		ready: make(chan *watcher, o.MaxWatchers+1),
 	}
 	h.sent = prometheus.NewCounter(prometheus.CounterOpts{Name: "watch_changes_sent_total", Help: "Changes handed to watch streams (one per stream)."})
 	h.slow = prometheus.NewCounter(prometheus.CounterOpts{Name: "watch_slow_consumers_total", Help: "Watch streams closed because they fell behind."})
@@ -112,6 +114,10 @@ func (r *Resolver) EnableWatch(o WatchOptions) error {
 	}
 	r.watch.Store(h)
 	go h.sweep()
+	go h.beat()
+	for range runtime.GOMAXPROCS(0) {
+		go h.writer()
+	}
 	return nil
 }
 
@@ -153,6 +159,7 @@ type watchHub struct {
 	o       WatchOptions
 	log     *zap.Logger
 	history chan struct{} // semaphore of history reads
+	ready   chan *watcher // taken-over streams with frames to write
 	done    chan struct{} // closed by close
 	ctx     context.Context
 	cancel  context.CancelFunc

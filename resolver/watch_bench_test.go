@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -86,7 +87,7 @@ func watchFanout(tb testing.TB, n, changes int, gap time.Duration) fanoutResult 
 	k := e.key("checkout", "v1")
 	e.change(tb, routes.ActionCreated, k, "https://bench-0.example", true)
 
-	runtime.GC()
+	debug.FreeOSMemory() // a GC, and freed pages back to the OS: RSS is what is in use
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 	rssBefore := vmRSS()
@@ -130,7 +131,7 @@ func watchFanout(tb testing.TB, n, changes int, gap time.Duration) fanoutResult 
 	waitForTB(tb, func() bool { return e.res.WatchStats().Watchers == n })
 	time.Sleep(500 * time.Millisecond) // the last handlers join their tail
 	opening := time.Since(start)
-	runtime.GC()
+	debug.FreeOSMemory()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 	r := fanoutResult{Watchers: n, Changes: changes, OpenSeconds: opening.Seconds(),

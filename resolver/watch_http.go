@@ -3,7 +3,9 @@ package resolver
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -57,8 +59,16 @@ func (r *Resolver) serveWatch(c *gin.Context) {
 		httperr.Write(c, nil, err)
 		return
 	}
-	w := &watcher{service: service, env: env, ch: make(chan *[]byte, h.o.Buffer)}
-	defer h.leave(t, w)
+	w := &watcher{service: service, env: env, tail: t}
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			if w.conn != nil {
+				_ = w.conn.Close()
+			}
+			h.leave(t, w)
+		}
+	}()
 	ctx := c.Request.Context()
 
 	if !resume {
@@ -94,6 +104,19 @@ func (r *Resolver) serveWatch(c *gin.Context) {
 	hd.Set("Cache-Control", "no-cache")
 	hd.Set("X-Accel-Buffering", "no") // no proxy buffering of the stream
 	c.Writer.WriteHeader(http.StatusOK)
+	// An HTTP/1.1 stream takes its connection over once the headers are
+	// out (watch_conn.go); the rest of the stream is written in chunks.
+	if c.Request.ProtoMajor == 1 && c.Request.ProtoMinor >= 1 && hijackable(c.Writer) {
+		if s.flush() != nil {
+			return
+		}
+		if conn, _, err := s.rc.Hijack(); err == nil {
+			s.conn, w.conn = conn, conn
+		}
+	}
+	if w.conn == nil {
+		w.signal = make(chan struct{}, 1)
+	}
 	if !resume {
 		// An id-only message: the client's resume point is the head even
 		// before the first change (EventSource keeps it as lastEventId).
@@ -110,7 +133,7 @@ func (r *Resolver) serveWatch(c *gin.Context) {
 		for i := range cs {
 			ch := &cs[i]
 			var f rowFrames
-			if m := w.message(ch, &f); m != nil && s.write(*m) != nil {
+			if m, _ := w.message(ch, &f); m != nil && s.write(*m) != nil {
 				return
 			}
 			if from.Less(ch.Cursor) {
@@ -144,8 +167,20 @@ func (r *Resolver) serveWatch(c *gin.Context) {
 		}
 	}
 
-	beat := time.NewTicker(h.o.Heartbeat)
-	defer beat.Stop()
+	if w.conn != nil {
+		// Live: the instance's writers own the connection from here, and
+		// this goroutine (and net/http's) ends.
+		handedOver = true
+		select {
+		case <-h.done: // draining; w may have joined after the hub closed
+			t.mu.Lock()
+			t.drop(w, CloseShutdown)
+			t.mu.Unlock()
+		default:
+		}
+		return
+	}
+	var q [][]byte
 	for {
 		select {
 		case <-ctx.Done():
@@ -153,34 +188,42 @@ func (r *Resolver) serveWatch(c *gin.Context) {
 		case <-h.done: // draining; w may have joined after the hub closed
 			s.closeWith(CloseShutdown)
 			return
-		case <-beat.C:
-			if s.write(ping) != nil || s.flush() != nil {
-				return
-			}
-		case f, ok := <-w.ch:
-			if !ok {
-				s.closeWith(w.reason)
-				return
-			}
-			if s.write(*f) != nil {
-				return
-			}
-			// Write what is queued before flushing: one flush per burst.
-			for n := len(w.ch); n > 0; n-- {
-				f, ok = <-w.ch
-				if !ok {
-					s.closeWith(w.reason)
-					return
-				}
-				if s.write(*f) != nil {
-					return
-				}
-			}
-			if s.flush() != nil {
+		case <-w.signal:
+		}
+		w.mu.Lock()
+		q, w.next = w.next, q[:0]
+		w.q = q
+		closing, reason := w.closing, w.reason
+		w.mu.Unlock()
+		for _, b := range q {
+			if s.write(b) != nil {
 				return
 			}
 		}
+		w.mu.Lock()
+		clear(q)
+		w.q = nil
+		w.mu.Unlock()
+		if closing {
+			s.closeWith(reason)
+			return
+		}
+		// What was queued is written before one flush.
+		if s.flush() != nil {
+			return
+		}
 	}
+}
+
+// hijackable reports whether the writer under gin's can be taken over (gin's
+// Hijack panics when it cannot: a test's recorder, HTTP/2).
+func hijackable(w gin.ResponseWriter) bool {
+	u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+	if !ok {
+		return false
+	}
+	_, ok = u.Unwrap().(http.Hijacker)
+	return ok
 }
 
 func validateWatch(tenant, service, env string) error {
@@ -239,27 +282,50 @@ func (h *watchHub) changes(ctx context.Context, tenant string, after Cursor) ([]
 // sseWriter writes to one stream, each write bounded by timeout so a client
 // that stopped reading cannot hold the handler (the server's WriteTimeout
 // is lifted for the stream: it would end every stream after a few seconds).
+// Once the connection is taken over (conn), writes are chunks collected in
+// buf until flush.
 type sseWriter struct {
 	w       gin.ResponseWriter
 	rc      *http.ResponseController
 	timeout time.Duration
+	conn    net.Conn
+	buf     []byte
 }
 
 func (s *sseWriter) write(b []byte) error {
+	if s.conn != nil {
+		s.buf = strconv.AppendInt(s.buf, int64(len(b)), 16)
+		s.buf = append(append(append(s.buf, "\r\n"...), b...), "\r\n"...)
+		if len(s.buf) >= 32<<10 {
+			return s.flush()
+		}
+		return nil
+	}
 	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
 	_, err := s.w.Write(b)
 	return err
 }
 
 func (s *sseWriter) flush() error {
+	if s.conn != nil {
+		if len(s.buf) == 0 {
+			return nil
+		}
+		_ = s.conn.SetWriteDeadline(time.Now().Add(s.timeout))
+		_, err := s.conn.Write(s.buf)
+		s.buf = s.buf[:0]
+		return err
+	}
 	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
 	return s.rc.Flush()
 }
 
 func (s *sseWriter) closeWith(reason string) {
-	b := make([]byte, 0, len(closePrefix)+len(reason)+len(closeSuffix))
-	b = append(append(append(b, closePrefix...), reason...), closeSuffix...)
-	if s.write(b) == nil {
-		_ = s.flush()
+	if s.write(closeFrame(reason)) != nil {
+		return
 	}
+	if s.conn != nil {
+		s.buf = append(s.buf, chunkEnd...)
+	}
+	_ = s.flush()
 }

@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"context"
+	"net"
 	"sync"
 	"time"
 
@@ -25,38 +26,54 @@ type tenantTail struct {
 // watcher is one stream as its tenant's tail sees it.
 type watcher struct {
 	service, env string
+	tail         *tenantTail
 	after        Cursor          // changes up to here came from history
 	skip         map[Cursor]bool // committed before a stream from the head began
 	owesID       bool            // the last change sent had no id
-	ch           chan *[]byte
-	reason       string // why ch was closed; written before the close
+
+	// conn is the taken-over connection (watch_conn.go), written by the
+	// instance's writers; without it the handler writes the queue itself
+	// when signalled.
+	conn   net.Conn
+	signal chan struct{}
+
+	mu        sync.Mutex
+	q, next   [][]byte  // being written, queued: at most Buffer in all
+	scheduled bool      // handed to a writer (conn only)
+	stalled   time.Time // since when a write has made no progress
+	closing   bool      // nothing more is queued but the close
+	done      bool      // the connection is closed (conn only)
+	reason    string    // of the close
 }
 
-// rowFrames are a change's two renderings, built on first use and shared
-// by every watcher.
-type rowFrames struct{ full, idOnly *[]byte }
+// rowFrames are a change's renderings, built on first use and shared by
+// every watcher: plain for handlers, chunked for taken-over connections.
+type rowFrames struct{ full, fullC, idOnly, idOnlyC *[]byte }
 
-// message is what w is sent for c: the change; or only its id, when w does
-// not want c (or has it from history) but was sent changes without an id
-// that this id covers, so its resume point moves past them; or nothing.
-func (w *watcher) message(c *Change, f *rowFrames) *[]byte {
+// message is what w is sent for c (plain and chunked): the change; or only
+// its id, when w does not want c (or has it from history) but was sent
+// changes without an id that this id covers, so its resume point moves
+// past them; or nothing.
+func (w *watcher) message(c *Change, f *rowFrames) (*[]byte, *[]byte) {
 	if w.after.Less(c.Cursor) && w.wants(c) {
 		w.owesID = !c.ID
 		if f.full == nil {
 			b := frame(*c)
-			f.full = &b
+			bc := chunked(b)
+			f.full, f.fullC = &b, &bc
 		}
-		return f.full
+		return f.full, f.fullC
 	}
 	if c.ID && w.owesID {
 		w.owesID = false
 		if f.idOnly == nil {
 			b := []byte("id: " + c.IDCursor.String() + "\n\n")
-			f.idOnly = &b
+			bc := chunked(b)
+			f.idOnly, f.idOnlyC = &b, &bc
 		}
-		return f.idOnly
+		return f.idOnly, f.idOnlyC
 	}
-	return nil
+	return nil, nil
 }
 
 func (w *watcher) wants(c *Change) bool {
@@ -83,11 +100,13 @@ func (t *tenantTail) join(w *watcher, c Cursor) (bool, Cursor) {
 	return true, c
 }
 
-// drop closes w's channel; the caller holds t.mu.
+// drop ends w after what is queued, with `event: close` of reason; the
+// caller holds t.mu.
 func (t *tenantTail) drop(w *watcher, reason string) {
 	delete(t.watchers, w)
-	w.reason = reason
-	close(w.ch)
+	w.mu.Lock()
+	w.closeLocked(t.hub, reason)
+	w.mu.Unlock()
 }
 
 // run polls the tenant's changes on wake-ups (events, the sweep) until its
@@ -149,14 +168,13 @@ func (t *tenantTail) poll() (int, error) {
 			c := &cs[i]
 			var f rowFrames
 			for w := range t.watchers {
-				m := w.message(c, &f)
+				m, mc := w.message(c, &f)
 				if m == nil {
 					continue
 				}
-				select {
-				case w.ch <- m:
+				if w.enqueue(h, m, mc) {
 					sent++
-				default:
+				} else {
 					t.drop(w, CloseSlowConsumer)
 					h.slow.Inc()
 				}
