@@ -48,6 +48,8 @@ func Register(r interface {
 	r.RegisterWorkflowWithOptions(workflows.RouteMutation, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	r.RegisterWorkflowWithOptions(workflows.RouteBatch, workflow.RegisterOptions{Name: workflows.BatchWorkflowType})
 	r.RegisterWorkflowWithOptions(workflows.SplitMutation, workflow.RegisterOptions{Name: workflows.SplitWorkflowType})
+	r.RegisterWorkflowWithOptions(workflows.Rollout, workflow.RegisterOptions{Name: workflows.RolloutWorkflowType})
+	r.RegisterWorkflowWithOptions(workflows.RolloutLock, workflow.RegisterOptions{Name: workflows.RolloutLockWorkflowType})
 	r.RegisterActivityWithOptions(acts, activity.RegisterOptions{})
 }
 
