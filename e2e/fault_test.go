@@ -111,6 +111,7 @@ func startFaultStack(t *testing.T) *faultStack {
 	apiSrv := httptest.NewServer(srv.Handler())
 	t.Cleanup(apiSrv.Close)
 	s.apiURL = apiSrv.URL
+	serves(apiSrv.URL, api.OpenAPI)
 
 	res, err := resolver.New(resolver.Options{Store: routes.NewStore(s.pool), Redis: cache.NewRedis(s.rdb, time.Minute),
 		PositiveTTL: time.Minute, NegativeTTL: 10 * time.Second, Logger: s.log})
@@ -125,6 +126,7 @@ func startFaultStack(t *testing.T) *faultStack {
 	rsrv := httptest.NewServer(res.Handler(observability.NewRegistry()))
 	t.Cleanup(rsrv.Close)
 	s.resolverURL = rsrv.URL
+	serves(rsrv.URL, resolver.OpenAPI)
 	return s
 }
 

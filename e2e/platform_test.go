@@ -25,6 +25,7 @@ import (
 	"github.com/trafficmanager/trafficmanager/auth"
 	"github.com/trafficmanager/trafficmanager/cache"
 	"github.com/trafficmanager/trafficmanager/events"
+	"github.com/trafficmanager/trafficmanager/internal/openapitest"
 	"github.com/trafficmanager/trafficmanager/internal/testenv"
 	"github.com/trafficmanager/trafficmanager/observability"
 	"github.com/trafficmanager/trafficmanager/policies"
@@ -34,7 +35,10 @@ import (
 	"github.com/trafficmanager/trafficmanager/worker"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	validateOpenAPI() // openapi_test.go: every exchange is checked against the OpenAPI documents
+	testenv.Main(m)
+}
 
 const topic = "route-events"
 
@@ -150,6 +154,7 @@ func startPlatformWith(t *testing.T, o platformOptions) *platform {
 	srv := api.New(opts)
 	p.api = httptest.NewServer(srv.Handler())
 	t.Cleanup(p.api.Close)
+	serves(p.api.URL, api.OpenAPI)
 	return p
 }
 
@@ -170,7 +175,7 @@ func (p *platform) do(t *testing.T, method, path string, body any, headers ...st
 		require.NoError(t, err)
 		r = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, p.api.URL+path, r)
+	req, err := http.NewRequestWithContext(openapitest.WithReporter(context.Background(), t), method, p.api.URL+path, r)
 	require.NoError(t, err)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")

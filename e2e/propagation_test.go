@@ -51,6 +51,7 @@ func startResolver(t *testing.T, p *platform) string {
 	res.MarkReady()
 	srv := httptest.NewServer(res.Handler(observability.NewRegistry()))
 	t.Cleanup(srv.Close)
+	serves(srv.URL, resolver.OpenAPI)
 	return srv.URL
 }
 

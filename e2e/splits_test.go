@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/trafficmanager/trafficmanager/audit"
+	"github.com/trafficmanager/trafficmanager/internal/openapitest"
 	"github.com/trafficmanager/trafficmanager/internal/testenv"
 	"github.com/trafficmanager/trafficmanager/routes"
 	"github.com/trafficmanager/trafficmanager/workflows"
@@ -19,7 +21,7 @@ import (
 // resolveSplit is GET /api/v1/resolve/{t}/{s}/{e} with X-Route-Key.
 func resolveSplit(t *testing.T, base, path, key string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest("GET", base+"/api/v1/resolve/"+path, nil)
+	req, err := http.NewRequestWithContext(openapitest.WithReporter(context.Background(), t), "GET", base+"/api/v1/resolve/"+path, nil)
 	require.NoError(t, err)
 	if key != "" {
 		req.Header.Set("X-Route-Key", key)

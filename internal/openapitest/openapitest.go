@@ -46,6 +46,7 @@ type route struct {
 
 // Load parses and validates a JSON (or YAML) OpenAPI document.
 func Load(name string, data []byte) (*Doc, error) {
+	openapi3.SchemaErrorDetailsDisabled = true // the reason, not a dump of the schema
 	l := openapi3.NewLoader()
 	spec, err := l.LoadFromData(data)
 	if err != nil {

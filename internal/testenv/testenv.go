@@ -59,9 +59,23 @@ var (
 	mongoErr  error
 )
 
-// Main runs the tests, then stops every shared server they started.
+// afterRun are package-wide checks run once the tests have run.
+var afterRun []func() bool
+
+// AfterRun registers a check that runs after every test of the package (in
+// TestMain, before Main); false fails the package. e2e uses it for the
+// OpenAPI validation summary.
+func AfterRun(f func() bool) { afterRun = append(afterRun, f) }
+
+// Main runs the tests, then the AfterRun checks, then stops every shared
+// server they started.
 func Main(m *testing.M) {
 	code := m.Run()
+	for _, f := range afterRun {
+		if !f() && code == 0 {
+			code = 1
+		}
+	}
 	mu.Lock()
 	for i := len(stops) - 1; i >= 0; i-- {
 		_ = stops[i]()
