@@ -138,7 +138,11 @@ func newAuditQueryCmds() []*cobra.Command {
 		for _, d := range all.Events {
 			rows = append(rows, auditRow(d))
 		}
-		return cf.print(c.OutOrStdout(), all, auditHeader, rows)
+		if err := cf.print(c.OutOrStdout(), all, auditHeader, rows); err != nil {
+			return err
+		}
+		printNextCursor(c.OutOrStdout(), &cf, all.NextCursor)
+		return nil
 	}
 	common := func(c *cobra.Command) *cobra.Command {
 		cf.register(c)

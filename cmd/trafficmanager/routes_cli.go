@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"io"
 	"net/url"
 	"strconv"
 	"time"
@@ -109,8 +111,10 @@ func newRoutesCmd() *cobra.Command {
 		header := append([]string{"ACTION", "CHANGED"}, routeHeader...)
 		row := append([]string{out.Action, strconv.FormatBool(out.Changed)}, routeRow(out.Route)...)
 		if out.RevertAt != "" {
-			header, row = append(header, "REVERT AT", "WORKFLOW"), append(row, out.RevertAt, out.WorkflowID)
+			header, row = append(header, "REVERT AT"), append(row, out.RevertAt)
 		}
+		// The workflow id is what `mutations status` takes.
+		header, row = append(header, "WORKFLOW"), append(row, out.WorkflowID)
 		return cf.print(c.OutOrStdout(), out, header, [][]string{row})
 	}
 
@@ -164,7 +168,7 @@ func newRoutesCmd() *cobra.Command {
 	keyFlags(get, false)
 
 	var limit int
-	var active string
+	var active, cursor string
 	list := &cobra.Command{Use: "list", Short: "List routes", Args: cobra.NoArgs, RunE: func(c *cobra.Command, _ []string) error {
 		if err := cf.validate(); err != nil {
 			return err
@@ -174,6 +178,9 @@ func newRoutesCmd() *cobra.Command {
 			if v != "" {
 				q.Set(name, v)
 			}
+		}
+		if cursor != "" {
+			q.Set("cursor", cursor)
 		}
 		var all routes.Page
 		for {
@@ -185,6 +192,7 @@ func newRoutesCmd() *cobra.Command {
 				return err
 			}
 			all.Routes = append(all.Routes, p.Routes...)
+			all.NextCursor = p.NextCursor // kept when --limit stops early
 			if p.NextCursor == "" || (limit > 0 && len(all.Routes) >= limit) {
 				break
 			}
@@ -194,14 +202,27 @@ func newRoutesCmd() *cobra.Command {
 		for _, r := range all.Routes {
 			rows = append(rows, routeRow(r))
 		}
-		return cf.print(c.OutOrStdout(), all, routeHeader, rows)
+		if err := cf.print(c.OutOrStdout(), all, routeHeader, rows); err != nil {
+			return err
+		}
+		printNextCursor(c.OutOrStdout(), &cf, all.NextCursor)
+		return nil
 	}}
 	list.Flags().StringVar(&k.Tenant, "tenant", "", "only this tenant")
 	list.Flags().StringVar(&k.Service, "service", "", "only this service")
 	list.Flags().StringVar(&k.Env, "env", "", "only this environment")
 	list.Flags().StringVar(&active, "active", "", "only active (true) or inactive (false) routes")
 	list.Flags().IntVar(&limit, "limit", 0, "at most this many routes (default: all)")
+	list.Flags().StringVar(&cursor, "cursor", "", "continue after a previous list's next cursor")
 
 	cmd.AddCommand(create, update, activate, deactivate, rollback, get, list, newHistoryCmd(&cf), newImportCmd(&cf), newWatchCmd(&cf))
 	return cmd
+}
+
+// printNextCursor ends a table with the cursor of the next page, when there
+// is one (JSON output carries it as next_cursor).
+func printNextCursor(w io.Writer, cf *clientFlags, cursor string) {
+	if cf.output == "table" && cursor != "" {
+		fmt.Fprintf(w, "next cursor: %s  (--cursor %s for the next page)\n", cursor, cursor)
+	}
 }
