@@ -46,7 +46,6 @@ type route struct {
 
 // Load parses and validates a JSON (or YAML) OpenAPI document.
 func Load(name string, data []byte) (*Doc, error) {
-	openapi3.SchemaErrorDetailsDisabled = true // the reason, not a dump of the schema
 	l := openapi3.NewLoader()
 	spec, err := l.LoadFromData(data)
 	if err != nil {
@@ -203,7 +202,7 @@ func (d *Doc) Check(x Exchange) error {
 	}
 	out.SetBodyBytes(x.Body)
 	if resErr := openapi3filter.ValidateResponse(ctx, out); resErr != nil {
-		problems = append(problems, "response: "+oneLine(resErr))
+		problems = append(problems, "response: "+oneLine(resErr)+" (body: "+clip(x.Body, 600)+")")
 	}
 	if len(problems) == 0 {
 		return nil
@@ -224,11 +223,21 @@ func (d *Doc) isError(body []byte) bool {
 	return s.Value.VisitJSON(v, openapi3.EnableJSONSchema2020()) == nil
 }
 
+// schemaDump is the schema and value kin-openapi appends to a reason.
+var schemaDump = regexp.MustCompile(`(?s)\nSchema:\n.*?\n\nValue:\n.*?(\n\n|$)`)
+
 func oneLine(err error) string {
-	s := err.Error()
+	s := schemaDump.ReplaceAllString(err.Error(), " ")
 	s = strings.ReplaceAll(s, "\n", " | ")
 	if len(s) > 1500 {
 		s = s[:1500] + "…"
 	}
 	return s
+}
+
+func clip(b []byte, n int) string {
+	if len(b) > n {
+		return string(b[:n]) + "…"
+	}
+	return string(b)
 }
