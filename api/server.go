@@ -175,6 +175,7 @@ func (s *Server) Handler() http.Handler {
 	s.registerTokens(v1)
 	s.registerPolicies(v1)
 	s.registerSplits(v1)
+	s.registerRollouts(v1)
 	v1.POST("/routes", s.createRoute)
 	v1.POST("/routes/batch", s.createBatch)
 	v1.GET("/routes", s.listRoutes)

@@ -82,6 +82,7 @@ type RolloutInput struct {
 	Check       *RolloutCheck   `json:"check,omitempty"`
 	RequestedBy *Actor          `json:"requested_by,omitempty"`
 	Principal   string          `json:"principal,omitempty"`
+	ChangedBy   string          `json:"changed_by,omitempty"`
 	RequestHash string          `json:"request_hash,omitempty"`
 }
 

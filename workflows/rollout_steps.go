@@ -21,6 +21,9 @@ func (r *rollout) set(ctx workflow.Context, w routes.Weights, what string) error
 }
 
 func (r *rollout) changedBy() string {
+	if r.in.ChangedBy != "" {
+		return r.in.ChangedBy
+	}
 	if r.in.RequestedBy != nil && r.in.RequestedBy.Name != "" {
 		return r.in.RequestedBy.Name
 	}
