@@ -156,6 +156,12 @@ func watchFanout(tb testing.TB, n, changes int, gap time.Duration) fanoutResult 
 		HeapPerStream: float64(int64(after.HeapInuse+after.StackInuse)-int64(before.HeapInuse+before.StackInuse)) / float64(n),
 		RSSPerStream:  float64(vmRSS()-rssBefore) / float64(n)}
 
+	if path := os.Getenv("TM_WATCH_FANOUT_CPU"); path != "" { // where the fan-out's time goes
+		if f, err := os.Create(path); err == nil {
+			_ = pprof.StartCPUProfile(f)
+			defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+		}
+	}
 	var commit, firsts, lasts []time.Duration
 	for i := 1; i <= changes; i++ {
 		id := uuid.NewString()

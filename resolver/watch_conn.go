@@ -1,11 +1,10 @@
 package resolver
 
 import (
-	"errors"
-	"net"
 	"strconv"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // A live stream costs what its connection costs. Served the usual way, an
@@ -25,11 +24,9 @@ import (
 // over (HTTP/2, a ResponseWriter without Hijack) keep their handler
 // goroutine, which writes its queue itself.
 
-// stallSlice bounds one write to a taken-over connection: a client whose
-// socket buffer is full holds a writer no longer than this; its write is
-// retried after stallRetry until WriteTimeout has passed without progress.
+// A taken-over stream whose socket buffer is full is retried after
+// stallRetry until WriteTimeout has passed without progress.
 const (
-	stallSlice = 20 * time.Millisecond
 	stallRetry = 50 * time.Millisecond
 	probeEvery = time.Second
 )
@@ -106,14 +103,56 @@ func (w *watcher) closeLocked(h *watchHub, reason string) {
 
 // writer writes the queues of the taken-over streams handed to it.
 func (h *watchHub) writer() {
+	wv := &writev{}
+	wv.call = wv.do // one closure per writer, not one per write
 	for w := range h.ready {
-		h.flushConn(w)
+		h.flushConn(w, wv)
+	}
+}
+
+// writev writes a stream's queued frames with one writev(2) that does not
+// wait: the socket takes what fits in its buffer, and a client that is not
+// reading leaves the rest queued instead of holding the writer (no write
+// deadline, so no timer per write either).
+type writev struct {
+	bufs [][]byte
+	iov  []syscall.Iovec
+	n    int
+	err  syscall.Errno
+	call func(fd uintptr) bool
+}
+
+func (v *writev) do(fd uintptr) bool {
+	v.iov = v.iov[:0]
+	for _, b := range v.bufs {
+		if len(v.iov) == 1024 { // IOV_MAX
+			break
+		}
+		if len(b) > 0 {
+			v.iov = append(v.iov, syscall.Iovec{Base: &b[0]})
+			v.iov[len(v.iov)-1].SetLen(len(b))
+		}
+	}
+	v.n, v.err = 0, 0
+	if len(v.iov) == 0 {
+		return true
+	}
+	for {
+		r, _, e := syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&v.iov[0])), uintptr(len(v.iov)))
+		if e == syscall.EINTR {
+			continue
+		}
+		if e == 0 {
+			v.n = int(r)
+		}
+		v.err = e
+		return true
 	}
 }
 
 // flushConn writes w's queue to its connection until it is empty, the
-// socket is full (retried later), or the stream ends.
-func (h *watchHub) flushConn(w *watcher) {
+// socket is full (retried after stallRetry), or the stream ends.
+func (h *watchHub) flushConn(w *watcher, wv *writev) {
 	for {
 		w.mu.Lock()
 		if w.done {
@@ -132,26 +171,33 @@ func (h *watchHub) flushConn(w *watcher) {
 			}
 			return
 		}
-		bufs := net.Buffers(w.q)
+		wv.bufs = w.q
 		w.mu.Unlock()
 
+		err := w.raw.Write(wv.call)
+		wv.bufs = nil
 		now := time.Now()
-		_ = w.conn.SetWriteDeadline(now.Add(stallSlice))
-		_, err := bufs.WriteTo(w.conn)
 		w.mu.Lock()
-		if err == nil {
-			clear(w.q)
-			w.q = w.q[:0]
+		if w.done {
+			w.mu.Unlock()
+			return
+		}
+		if err != nil || wv.err != 0 && wv.err != syscall.EAGAIN {
+			w.mu.Unlock()
+			h.finish(w)
+			return
+		}
+		w.q = consume(w.q, wv.n)
+		if len(w.q) == 0 {
 			w.stalled = time.Time{}
 			w.mu.Unlock()
 			continue
 		}
-		w.q = bufs // what is left of it
-		if w.stalled.IsZero() {
+		// The socket is full: the client is not keeping up.
+		if wv.n > 0 || w.stalled.IsZero() {
 			w.stalled = now
 		}
-		timeout := errors.Is(err, syscall.EAGAIN) || isTimeout(err)
-		if !timeout || w.closing || now.Sub(w.stalled) >= h.o.WriteTimeout {
+		if w.closing || now.Sub(w.stalled) >= h.o.WriteTimeout {
 			w.mu.Unlock()
 			h.finish(w)
 			return
@@ -162,9 +208,21 @@ func (h *watchHub) flushConn(w *watcher) {
 	}
 }
 
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+// consume drops the first n bytes of q, keeping its array when all of it
+// was written.
+func consume(q [][]byte, n int) [][]byte {
+	i := 0
+	for ; i < len(q) && n >= len(q[i]); i++ {
+		n -= len(q[i])
+	}
+	if i == len(q) {
+		clear(q)
+		return q[:0]
+	}
+	clear(q[:i])
+	q = q[i:]
+	q[0] = q[0][n:]
+	return q
 }
 
 // finish closes a taken-over stream's connection and releases its place.
@@ -186,8 +244,9 @@ func (h *watchHub) finish(w *watcher) {
 func (h *watchHub) beat() {
 	hb := time.NewTicker(h.o.Heartbeat)
 	defer hb.Stop()
-	pr := time.NewTicker(min(probeEvery, h.o.Heartbeat))
-	defer pr.Stop()
+	probe := time.NewTicker(min(probeEvery, h.o.Heartbeat))
+	defer probe.Stop()
+	pr := newProber()
 	var ws []*watcher
 	for {
 		pinging := false
@@ -196,7 +255,7 @@ func (h *watchHub) beat() {
 			return
 		case <-hb.C:
 			pinging = true
-		case <-pr.C:
+		case <-probe.C:
 		}
 		ws = h.streams(ws[:0])
 		for _, w := range ws {
@@ -211,7 +270,7 @@ func (h *watchHub) beat() {
 					w.wakeLocked(h)
 				}
 				w.mu.Unlock()
-			} else if w.conn != nil && gone(w.conn) {
+			} else if w.raw != nil && pr.gone(w.raw) {
 				h.finish(w)
 			}
 		}
@@ -233,24 +292,30 @@ func (h *watchHub) streams(ws []*watcher) []*watcher {
 	return ws
 }
 
-// gone reports whether the client closed c (or reset it): a non-blocking
-// peek that finds the end of the stream or an error. A client sends nothing
-// on a watch stream, so bytes waiting count as alive.
-func gone(c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return true
-	}
-	dead := false
-	err = rc.Read(func(fd uintptr) bool {
-		var b [1]byte
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		dead = n == 0 && err == nil || err != nil && err != syscall.EAGAIN && err != syscall.EINTR
-		return true
-	})
-	return dead || err != nil
+// prober finds the taken-over sockets whose client closed (or reset) the
+// connection: a non-blocking peek that finds the end of the stream or an
+// error. A client sends nothing on a watch stream, so bytes waiting count
+// as alive.
+type prober struct {
+	dead bool
+	call func(fd uintptr) bool
+}
+
+func newProber() *prober {
+	p := &prober{}
+	p.call = p.peek
+	return p
+}
+
+func (p *prober) peek(fd uintptr) bool {
+	var b [1]byte
+	n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	p.dead = n == 0 && err == nil || err != nil && err != syscall.EAGAIN && err != syscall.EINTR
+	return true
+}
+
+func (p *prober) gone(rc syscall.RawConn) bool {
+	p.dead = false
+	err := rc.Read(p.call)
+	return p.dead || err != nil
 }

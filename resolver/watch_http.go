@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -111,7 +112,15 @@ func (r *Resolver) serveWatch(c *gin.Context) {
 			return
 		}
 		if conn, _, err := s.rc.Hijack(); err == nil {
-			s.conn, w.conn = conn, conn
+			s.conn = conn
+			if sc, ok := conn.(syscall.Conn); ok {
+				if raw, err := sc.SyscallConn(); err == nil {
+					w.conn, w.raw = conn, raw
+				}
+			}
+			if w.conn == nil { // not a socket: cannot be written without waiting
+				return
+			}
 		}
 	}
 	if w.conn == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -35,6 +36,7 @@ type watcher struct {
 	// instance's writers; without it the handler writes the queue itself
 	// when signalled.
 	conn   net.Conn
+	raw    syscall.RawConn
 	signal chan struct{}
 
 	mu        sync.Mutex
