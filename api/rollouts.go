@@ -167,9 +167,12 @@ func (s *Server) startRollout(c *gin.Context) {
 	in.Principal, in.RequestedBy = PrincipalName(c), requester(c)
 	in.RequestHash = workflows.RequestHash(req)
 	s.startWrite(c, write{
-		action:     action,
-		tenant:     in.Key.Tenant,
-		workflowID: func(key string) string { return workflows.RolloutWorkflowID(in.Key, key) },
+		action: action,
+		tenant: in.Key.Tenant,
+		workflowID: func(key string) string {
+			in.RolloutKey = key // called once, before commit
+			return workflows.RolloutWorkflowID(in.Key, key)
+		},
 		commit: func(ctx context.Context, wfID string) (int, any, error) {
 			st, err := s.runRollout(ctx, wfID, in)
 			if err != nil {

@@ -74,9 +74,13 @@ type RolloutCheck struct {
 	MaxFailures int           `json:"max_failures"`
 }
 
-// RolloutInput is the input of Rollout.
+// RolloutInput is the input of Rollout. RolloutKey is the last segment of
+// the workflow id (the Idempotency-Key or a fresh id): the split changes'
+// ids derive from it, so it is in the input (a replay runs under another
+// workflow id); empty means the workflow id's last segment.
 type RolloutInput struct {
 	Key         routes.SplitKey `json:"key"`
+	RolloutKey  string          `json:"rollout_key,omitempty"`
 	To          string          `json:"to"`
 	Steps       []RolloutStep   `json:"steps"`
 	Check       *RolloutCheck   `json:"check,omitempty"`
@@ -208,9 +212,13 @@ func RolloutLock(ctx workflow.Context, holder string) error {
 
 // Rollout moves an env's traffic to In.To step by step (docs/rollouts.md).
 func Rollout(ctx workflow.Context, in RolloutInput) (RolloutStatus, error) {
-	wfID := workflow.GetInfo(ctx).WorkflowExecution.ID
-	r := &rollout{in: in, key: wfID[strings.LastIndex(wfID, "/")+1:], st: RolloutStatus{
-		ID: strings.TrimPrefix(wfID, "rollout/"), WorkflowID: wfID, Key: in.Key, To: in.To,
+	key := in.RolloutKey
+	if key == "" {
+		wfID := workflow.GetInfo(ctx).WorkflowExecution.ID
+		key = wfID[strings.LastIndex(wfID, "/")+1:]
+	}
+	r := &rollout{in: in, key: key, st: RolloutStatus{
+		ID: RolloutID(in.Key, key), WorkflowID: RolloutWorkflowID(in.Key, key), Key: in.Key, To: in.To,
 		Status: RolloutRunning, RequestHash: in.RequestHash, RequestedBy: in.RequestedBy,
 	}}
 	for _, s := range in.Steps {

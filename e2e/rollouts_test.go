@@ -1,0 +1,220 @@
+package e2e
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/trafficmanager/trafficmanager/activities"
+	"github.com/trafficmanager/trafficmanager/audit"
+	"github.com/trafficmanager/trafficmanager/events"
+	"github.com/trafficmanager/trafficmanager/internal/testenv"
+	"github.com/trafficmanager/trafficmanager/routes"
+	"github.com/trafficmanager/trafficmanager/worker"
+)
+
+// rolloutEnv is a service/env with active routes v1 and v2.
+type rolloutEnv struct {
+	p      *platform
+	tenant string
+	path   string // {t}/checkout/prod
+}
+
+func newRolloutEnv(t *testing.T, p *platform) *rolloutEnv {
+	t.Helper()
+	e := &rolloutEnv{p: p, tenant: testenv.Name(t, "team")}
+	e.path = e.tenant + "/checkout/prod"
+	for _, v := range []string{"v1", "v2"} {
+		res := p.do(t, "POST", "/api/v1/routes", map[string]any{"tenant": e.tenant, "service": "checkout", "env": "prod",
+			"version": v, "url": "https://" + v + ".checkout.example"})
+		require.Equal(t, http.StatusCreated, res.Status, res.Raw)
+	}
+	return e
+}
+
+func (e *rolloutEnv) start(t *testing.T, key string, steps []map[string]any, check map[string]any) response {
+	t.Helper()
+	body := map[string]any{"tenant": e.tenant, "service": "checkout", "env": "prod", "to": "v2", "steps": steps}
+	if check != nil {
+		body["check"] = check
+	}
+	return e.p.do(t, "POST", "/api/v1/rollouts", body, "Idempotency-Key", key)
+}
+
+func (e *rolloutEnv) status(t *testing.T, id string) response {
+	t.Helper()
+	return e.p.do(t, "GET", "/api/v1/rollouts/"+id, nil)
+}
+
+// await polls the rollout until cond holds.
+func (e *rolloutEnv) await(t *testing.T, id string, timeout time.Duration, cond func(map[string]any) bool, msg string) map[string]any {
+	t.Helper()
+	var last response
+	eventually(t, timeout, func() bool {
+		last = e.status(t, id)
+		return last.Status == http.StatusOK && cond(last.Body)
+	}, msg)
+	return last.Body
+}
+
+func (e *rolloutEnv) split(t *testing.T) (int, map[string]any) {
+	t.Helper()
+	res := e.p.do(t, "GET", "/api/v1/splits/"+e.path, nil)
+	if res.Status != http.StatusOK {
+		return res.Status, nil
+	}
+	return res.Status, res.Body["weights"].(map[string]any)
+}
+
+func statusIs(s string) func(map[string]any) bool {
+	return func(b map[string]any) bool { return b["status"] == s }
+}
+
+func step(weight int, pause string) map[string]any {
+	s := map[string]any{"weight": weight}
+	if pause != "" {
+		s["pause"] = pause
+	}
+	return s
+}
+
+func TestARolloutCompletesTo100AndASecondOneConflicts(t *testing.T) {
+	t.Parallel()
+	p := startPlatform(t, 10*time.Second)
+	e := newRolloutEnv(t, p)
+	res := e.start(t, "first", []map[string]any{step(10, "2s"), step(50, "2s"), step(100, "")}, nil)
+	require.Equal(t, http.StatusCreated, res.Status, res.Raw)
+	id := res.Body["id"].(string)
+	require.Equal(t, e.path+"/first", id)
+	require.Equal(t, "rollout/"+id, res.Body["workflow_id"])
+	require.Equal(t, "running", res.Body["status"])
+
+	other := e.start(t, "second", []map[string]any{step(100, "")}, nil)
+	require.Equal(t, http.StatusConflict, other.Status, other.Raw)
+	require.Contains(t, other.Raw, "rollout_conflict")
+
+	mid := e.await(t, id, 10*time.Second, func(b map[string]any) bool { return b["weight"] == float64(10) }, "the first step is set")
+	require.Equal(t, "running", mid["status"])
+	_, w := e.split(t)
+	require.Equal(t, map[string]any{"v1": float64(90), "v2": float64(10)}, w)
+
+	done := e.await(t, id, 30*time.Second, statusIs("completed"), "the rollout completes")
+	require.Equal(t, float64(100), done["weight"])
+	for _, s := range done["steps"].([]any) {
+		st := s.(map[string]any)
+		require.Equal(t, "done", st["state"])
+		require.NotEmpty(t, st["started_at"])
+		require.NotEmpty(t, st["finished_at"])
+	}
+	_, w = e.split(t)
+	require.Equal(t, map[string]any{"v2": float64(100)}, w)
+	recordHistory(t, p, "rollout/"+id, "rollout_history.json")
+
+	// The same request again is the same rollout (the first answer, from
+	// the start update's recorded outcome); a finished rollout's actions
+	// are 409.
+	again := e.start(t, "first", []map[string]any{step(10, "2s"), step(50, "2s"), step(100, "")}, nil)
+	require.Equal(t, http.StatusCreated, again.Status, again.Raw)
+	require.Equal(t, id, again.Body["id"])
+	abort := p.do(t, "POST", "/api/v1/rollouts/"+id+"/abort", nil)
+	require.Equal(t, http.StatusConflict, abort.Status, abort.Raw)
+	missing := p.do(t, "GET", "/api/v1/rollouts/"+e.path+"/nope", nil)
+	require.Equal(t, http.StatusNotFound, missing.Status, missing.Raw)
+	hist := p.do(t, "GET", "/api/v1/splits/"+e.path+"/history", nil)
+	require.Len(t, hist.Body["revisions"], 3, hist.Raw)
+}
+
+func TestAnAbortedRolloutRestoresTheStartingSplit(t *testing.T) {
+	t.Parallel()
+	p := startPlatform(t, 10*time.Second)
+	e := newRolloutEnv(t, p)
+	put := p.do(t, "PUT", "/api/v1/splits/"+e.path, map[string]any{"weights": map[string]int{"v1": 90, "v2": 10}})
+	require.Equal(t, http.StatusCreated, put.Status, put.Raw)
+
+	res := e.start(t, "abort-me", []map[string]any{step(40, "1m"), step(100, "")}, nil)
+	require.Equal(t, http.StatusCreated, res.Status, res.Raw)
+	id := res.Body["id"].(string)
+	e.await(t, id, 10*time.Second, func(b map[string]any) bool { return b["weight"] == float64(40) }, "the first step is set")
+	_, w := e.split(t)
+	require.Equal(t, map[string]any{"v1": float64(60), "v2": float64(40)}, w)
+
+	ab := p.do(t, "POST", "/api/v1/rollouts/"+id+"/abort", nil)
+	require.Equal(t, http.StatusOK, ab.Status, ab.Raw)
+	require.Equal(t, "aborted", ab.Body["status"])
+	require.Equal(t, "manual", ab.Body["reason"])
+	require.Equal(t, float64(10), ab.Body["weight"])
+	_, w = e.split(t)
+	require.Equal(t, map[string]any{"v1": float64(90), "v2": float64(10)}, w)
+	again := p.do(t, "POST", "/api/v1/rollouts/"+id+"/abort", nil)
+	require.Equal(t, http.StatusConflict, again.Status, again.Raw)
+	e.await(t, id, 10*time.Second, statusIs("aborted"), "the rollout has ended")
+	recordHistory(t, p, "rollout/"+id, "rollout_abort_history.json")
+}
+
+func TestAFailingCheckAbortsTheRolloutAfterMaxFailures(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	check := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	t.Cleanup(check.Close)
+	p := startPlatform(t, 10*time.Second)
+	e := newRolloutEnv(t, p)
+	res := e.start(t, "checked", []map[string]any{step(20, "5m"), step(100, "")},
+		map[string]any{"url": check.URL + "/health", "interval": "1s", "max_failures": 2})
+	require.Equal(t, http.StatusCreated, res.Status, res.Raw)
+	id := res.Body["id"].(string)
+	done := e.await(t, id, 30*time.Second, statusIs("aborted"), "the check aborts the rollout")
+	require.Equal(t, "check_failed", done["reason"])
+	require.Equal(t, float64(2), done["check_failures"])
+	require.EqualValues(t, 2, calls.Load())
+	code, _ := e.split(t)
+	require.Equal(t, http.StatusNotFound, code, "no split before the rollout: the abort deletes it")
+	recordHistory(t, p, "rollout/"+id, "rollout_check_failed_history.json")
+}
+
+func TestAPausedRolloutHoldsAcrossAWorkerRestart(t *testing.T) {
+	t.Parallel()
+	p := startPlatformWith(t, platformOptions{ackTimeout: 10 * time.Second, noWorker: true})
+	pub := events.NewPublisher(p.brokers, topic)
+	t.Cleanup(func() { pub.Close() })
+	acts := &activities.Activities{Routes: routes.NewStore(p.pool), Events: pub, AuditLog: audit.NewStore(p.mongo), Log: zaptest.NewLogger(t)}
+	w1 := worker.New(p.tc, p.queue, acts, worker.Options{StopTimeout: time.Second})
+	require.NoError(t, w1.Start())
+	e := newRolloutEnv(t, p)
+	res := e.start(t, "paused", []map[string]any{step(10, "4s"), step(100, "")}, nil)
+	require.Equal(t, http.StatusCreated, res.Status, res.Raw)
+	id := res.Body["id"].(string)
+	e.await(t, id, 10*time.Second, func(b map[string]any) bool { return b["weight"] == float64(10) }, "the first step is set")
+	pause := p.do(t, "POST", "/api/v1/rollouts/"+id+"/pause", nil)
+	require.Equal(t, http.StatusOK, pause.Status, pause.Raw)
+	require.Equal(t, "paused", pause.Body["status"])
+	require.Equal(t, http.StatusConflict, p.do(t, "POST", "/api/v1/rollouts/"+id+"/pause", nil).Status)
+
+	w1.Stop()
+	time.Sleep(6 * time.Second) // longer than the step's pause
+	w2 := worker.New(p.tc, p.queue, acts, worker.Options{StopTimeout: time.Second})
+	require.NoError(t, w2.Start())
+	t.Cleanup(w2.Stop)
+	time.Sleep(2 * time.Second)
+	held := e.await(t, id, 10*time.Second, statusIs("paused"), "still paused after the restart")
+	require.Equal(t, float64(10), held["weight"])
+	_, sw := e.split(t)
+	require.Equal(t, map[string]any{"v1": float64(90), "v2": float64(10)}, sw)
+
+	resumed := time.Now()
+	r := p.do(t, "POST", "/api/v1/rollouts/"+id+"/resume", nil)
+	require.Equal(t, http.StatusOK, r.Status, r.Raw)
+	require.Equal(t, "running", r.Body["status"])
+	done := e.await(t, id, 20*time.Second, statusIs("completed"), "the rollout completes after the resume")
+	require.Equal(t, float64(100), done["weight"])
+	require.Greater(t, time.Since(resumed), time.Second, "the rest of the pause ran after the resume")
+	recordHistory(t, p, "rollout/"+id, "rollout_pause_history.json")
+}
