@@ -98,7 +98,7 @@ func (s *Server) createBatch(c *gin.Context) {
 				in.NotBefore = &t.nb.at
 			}
 			state := initialState(in.Approval, in.NotBefore)
-			opts := s.startOptions(wfID, workflows.BatchSearchAttributes(tenant), state, in.NotBefore, in.RequestedBy)
+			opts := s.startOptions(wfID, workflows.BatchSearchAttributes(tenant, ms...), state, in.NotBefore, in.RequestedBy)
 			if state != workflows.StateRunning {
 				return s.schedule(ctx, c, gated{
 					wfType: workflows.BatchWorkflowType, input: in, opts: opts,

@@ -291,4 +291,5 @@ func TestTenantPoliciesAreAdminOnlyAndValidated(t *testing.T) {
 func TestTheDevStackRegistersEverySearchAttributeOfTheWorkflows(t *testing.T) {
 	t.Parallel()
 	require.ElementsMatch(t, workflows.SearchAttributeNames, devstack.SearchAttributes)
+	require.ElementsMatch(t, workflows.KeywordListAttributeNames, devstack.KeywordListAttributes)
 }

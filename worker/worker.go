@@ -53,7 +53,7 @@ func Register(r interface {
 	r.RegisterActivityWithOptions(acts, activity.RegisterOptions{})
 }
 
-// EnsureSearchAttributes registers the Tm* keyword attributes in namespace
+// EnsureSearchAttributes registers the Tm* keyword (and keyword-list) attributes in namespace
 // when they are missing (a dev server started with --search-attribute
 // already has them).
 func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace string) error {
@@ -67,6 +67,11 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 	for _, name := range workflows.SearchAttributeNames {
 		if _, ok := list.GetCustomAttributes()[name]; !ok {
 			missing[name] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
+		}
+	}
+	for _, name := range workflows.KeywordListAttributeNames {
+		if _, ok := list.GetCustomAttributes()[name]; !ok {
+			missing[name] = enumspb.INDEXED_VALUE_TYPE_KEYWORD_LIST
 		}
 	}
 	if len(missing) == 0 {

@@ -84,12 +84,17 @@ func BatchWorkflowID(tenant, key string) string {
 	return "batch/" + tenant + "/" + string(routes.ActionCreated) + "/" + key
 }
 
-// BatchSearchAttributes returns the attributes of a batch workflow.
-func BatchSearchAttributes(tenant string) temporal.SearchAttributes {
-	return temporal.NewSearchAttributes(
+// BatchSearchAttributes returns the attributes of a batch workflow of
+// tenant creating ms: TmTenant, TmAction and the routes in TmRoutes.
+func BatchSearchAttributes(tenant string, ms ...routes.Mutation) temporal.SearchAttributes {
+	updates := []temporal.SearchAttributeUpdate{
 		AttrTenant.ValueSet(tenant),
 		AttrAction.ValueSet(string(routes.ActionCreated)),
-	)
+	}
+	if rs := TmRoutes(ms); len(rs) > 0 {
+		updates = append(updates, AttrRoutes.ValueSet(rs))
+	}
+	return temporal.NewSearchAttributes(updates...)
 }
 
 // RouteBatch creates up to routes.MaxBatch routes of one tenant: one

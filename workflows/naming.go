@@ -28,10 +28,44 @@ var (
 	// sets it at start; the workflow upserts it as it moves on, so the
 	// Temporal UI and GET /api/v1/mutations?status= can filter on it.
 	AttrStatus = temporal.NewSearchAttributeKeyKeyword("TmStatus")
+	// AttrRoutes lists the routes of a batch workflow as
+	// "service/env/version" (its tenant is TmTenant), so the Temporal UI
+	// finds the batch that imported a route: TmRoutes = 'payments/prod/v2'.
+	// It holds the first routes of the batch up to MaxTmRoutes entries and
+	// MaxTmRoutesBytes (Temporal refuses a search attribute value over 2 KB
+	// by default).
+	AttrRoutes = temporal.NewSearchAttributeKeyKeywordList("TmRoutes")
 )
 
 // SearchAttributeNames lists the keyword attributes the namespace needs.
 var SearchAttributeNames = []string{"TmTenant", "TmService", "TmEnv", "TmVersion", "TmAction", "TmStatus"}
+
+// KeywordListAttributeNames lists the keyword-list attributes the namespace
+// needs.
+var KeywordListAttributeNames = []string{"TmRoutes"}
+
+// Bounds of TmRoutes on a batch workflow.
+const (
+	MaxTmRoutes      = 100
+	MaxTmRoutesBytes = 1500
+)
+
+// TmRoutes returns the TmRoutes value of a batch of ms: the
+// "service/env/version" of its first routes within MaxTmRoutes entries and
+// MaxTmRoutesBytes of JSON.
+func TmRoutes(ms []routes.Mutation) []string {
+	var out []string
+	size := 2 // []
+	for _, m := range ms {
+		v := m.Key.Service + "/" + m.Key.Env + "/" + m.Key.Version
+		size += len(v) + 3 // "v",
+		if len(out) == MaxTmRoutes || size > MaxTmRoutesBytes {
+			break
+		}
+		out = append(out, v)
+	}
+	return out
+}
 
 // SearchAttributes returns the attributes of a mutation workflow.
 func SearchAttributes(m routes.Mutation) temporal.SearchAttributes {

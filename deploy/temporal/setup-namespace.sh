@@ -22,6 +22,6 @@ retry() {
 retry temporal operator cluster health
 temporal operator namespace describe --namespace default >/dev/null 2>&1 ||
   temporal operator namespace create --namespace default --retention 24h
-retry temporal operator search-attribute create --namespace default --name TmTenant --type Keyword --name TmService --type Keyword --name TmEnv --type Keyword --name TmVersion --type Keyword --name TmAction --type Keyword --name TmStatus --type Keyword
-retry temporal workflow count --namespace default --query "TmTenant = 'readiness-probe' AND TmService = 'readiness-probe' AND TmEnv = 'readiness-probe' AND TmVersion = 'readiness-probe' AND TmAction = 'readiness-probe' AND TmStatus = 'readiness-probe'"
+retry temporal operator search-attribute create --namespace default --name TmTenant --type Keyword --name TmService --type Keyword --name TmEnv --type Keyword --name TmVersion --type Keyword --name TmAction --type Keyword --name TmStatus --type Keyword --name TmRoutes --type KeywordList
+retry temporal workflow count --namespace default --query "TmTenant = 'readiness-probe' AND TmService = 'readiness-probe' AND TmEnv = 'readiness-probe' AND TmVersion = 'readiness-probe' AND TmAction = 'readiness-probe' AND TmStatus = 'readiness-probe' AND TmRoutes = 'readiness-probe'"
 echo "namespace default ready"

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,6 +21,10 @@ import (
 // SearchAttributes are registered on the dev server at start (the names of
 // workflows.SearchAttributeNames, which devstack does not import).
 var SearchAttributes = []string{"TmTenant", "TmService", "TmEnv", "TmVersion", "TmAction", "TmStatus"}
+
+// KeywordListAttributes are registered likewise, as KeywordList (the names
+// of workflows.KeywordListAttributeNames).
+var KeywordListAttributes = []string{"TmRoutes"}
 
 // TemporalDynamicConfig tunes the dev server for latency (measured in
 // DESIGN.md): the transfer queue poll rate and single task-queue partitions.
@@ -137,6 +142,9 @@ func StartTemporalWith(ctx context.Context, dataDir string, port, uiPort int, lo
 	for _, sa := range SearchAttributes {
 		args = append(args, "--search-attribute", sa+"=Keyword")
 	}
+	for _, sa := range KeywordListAttributes {
+		args = append(args, "--search-attribute", sa+"=KeywordList")
+	}
 	for _, dc := range o.DynamicConfig {
 		args = append(args, "--dynamic-config-value", dc)
 	}
@@ -161,7 +169,7 @@ func StartTemporalWith(ctx context.Context, dataDir string, port, uiPort int, lo
 		if err != nil {
 			return err
 		}
-		for _, sa := range SearchAttributes {
+		for _, sa := range append(slices.Clone(SearchAttributes), KeywordListAttributes...) {
 			if _, ok := res.GetCustomAttributes()[sa]; !ok {
 				return fmt.Errorf("search attribute %s not registered yet", sa)
 			}

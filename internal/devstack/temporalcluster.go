@@ -254,6 +254,11 @@ func ensureNamespace(ctx context.Context, tc client.Client, cfg TemporalClusterC
 			missing[sa] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
 		}
 	}
+	for _, sa := range cfg.KeywordListAttributes {
+		if _, ok := res.GetCustomAttributes()[sa]; !ok {
+			missing[sa] = enumspb.INDEXED_VALUE_TYPE_KEYWORD_LIST
+		}
+	}
 	if len(missing) > 0 {
 		if _, err := ops.AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{Namespace: ns, SearchAttributes: missing}); err != nil {
 			return err

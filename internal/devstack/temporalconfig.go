@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"text/template"
@@ -57,6 +58,8 @@ type TemporalClusterConfig struct {
 	Namespace          string
 	NamespaceRetention time.Duration
 	SearchAttributes   []string // Keyword attributes of Namespace
+	// KeywordListAttributes are its KeywordList attributes.
+	KeywordListAttributes []string
 }
 
 // TemporalSchema is a database and the temporal-sql-tool schema it holds.
@@ -75,7 +78,7 @@ func (c TemporalClusterConfig) Schemas() []TemporalSchema {
 // frontend accepts it once its namespace registry knows them all.
 func (c TemporalClusterConfig) ReadinessQuery() string {
 	var q []string
-	for _, sa := range c.SearchAttributes {
+	for _, sa := range append(slices.Clone(c.SearchAttributes), c.KeywordListAttributes...) {
 		q = append(q, sa+" = 'readiness-probe'")
 	}
 	return strings.Join(q, " AND ")
@@ -152,10 +155,11 @@ func NewTemporalClusterConfig(target, bindIP string) TemporalClusterConfig {
 			Worker: 7239, WorkerMembership: 6939,
 			Metrics: 8000, UI: 8080,
 		},
-		DynamicConfig:      clusterDynamicConfig(),
-		Namespace:          "default",
-		NamespaceRetention: 24 * time.Hour, // the dev server's
-		SearchAttributes:   SearchAttributes,
+		DynamicConfig:         clusterDynamicConfig(),
+		Namespace:             "default",
+		NamespaceRetention:    24 * time.Hour, // the dev server's
+		SearchAttributes:      SearchAttributes,
+		KeywordListAttributes: KeywordListAttributes,
 	}
 }
 
