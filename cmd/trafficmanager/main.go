@@ -42,6 +42,7 @@ func newRootCmd() *cobra.Command {
 		newWorkerCmd(),
 		newRoutesCmd(),
 		newSplitsCmd(),
+		newRolloutsCmd(),
 		newMutationsCmd(),
 		newTokensCmd(),
 		newTenantsCmd(),
