@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +17,7 @@ import (
 
 	"github.com/trafficmanager/trafficmanager/activities"
 	"github.com/trafficmanager/trafficmanager/audit"
+	"github.com/trafficmanager/trafficmanager/auth"
 	"github.com/trafficmanager/trafficmanager/events"
 	"github.com/trafficmanager/trafficmanager/internal/testenv"
 	"github.com/trafficmanager/trafficmanager/routes"
@@ -217,4 +222,65 @@ func TestAPausedRolloutHoldsAcrossAWorkerRestart(t *testing.T) {
 	require.Equal(t, float64(100), done["weight"])
 	require.Greater(t, time.Since(resumed), time.Second, "the rest of the pause ran after the resume")
 	recordHistory(t, p, "rollout/"+id, "rollout_pause_history.json")
+}
+
+// The CLI drives a rollout with a writer's token; a reader may only look,
+// another tenant's token finds nothing.
+func TestRolloutsThroughTheCLIWithTokens(t *testing.T) {
+	t.Parallel()
+	p := startPlatformWith(t, platformOptions{ackTimeout: 10 * time.Second, auth: true})
+	ctx := context.Background()
+	tenant := testenv.Name(t, "team")
+	token := func(name string, role auth.Role, tenants ...string) string {
+		_, secret, err := p.tokens.Create(ctx, name, role, tenants)
+		require.NoError(t, err)
+		return secret
+	}
+	writer, reader, foreign := token("ci", auth.RoleWriter, tenant), token("dash", auth.RoleReader, tenant), token("them", auth.RoleWriter, testenv.Name(t, "other"))
+	bearer := func(s string) []string { return []string{"Authorization", "Bearer " + s} }
+	for _, v := range []string{"v1", "v2"} {
+		res := p.do(t, "POST", "/api/v1/routes", map[string]any{"tenant": tenant, "service": "checkout", "env": "prod",
+			"version": v, "url": "https://" + v + ".checkout.example"}, bearer(writer)...)
+		require.Equal(t, http.StatusCreated, res.Status, res.Raw)
+	}
+	cli := func(tok string, args ...string) (string, error) {
+		cmd := exec.Command(binary(t), append(args, "--api-url", p.api.URL, "--token", tok)...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := cli(reader, "rollouts", "start", "--tenant", tenant, "--service", "checkout", "--env", "prod", "--to", "v2", "--step", "10:1m", "--step", "100")
+	require.Error(t, err, "a reader may not start a rollout: %s", out)
+	out, err = cli(writer, "rollouts", "start", "--tenant", tenant, "--service", "checkout", "--env", "prod", "--to", "v2",
+		"--step", "10:1m", "--step", "100", "--idempotency-key", "cli", "-o", "json")
+	require.NoError(t, err, out)
+	var started struct{ ID, Status string }
+	require.NoError(t, json.Unmarshal([]byte(out), &started), out)
+	require.Equal(t, tenant+"/checkout/prod/cli", started.ID)
+
+	path := "/api/v1/rollouts/" + started.ID
+	require.Equal(t, http.StatusOK, p.do(t, "GET", path, nil, bearer(reader)...).Status)
+	require.Equal(t, http.StatusForbidden, p.do(t, "POST", path+"/pause", nil, bearer(reader)...).Status)
+	require.Equal(t, http.StatusNotFound, p.do(t, "GET", path, nil, bearer(foreign)...).Status)
+	require.Equal(t, http.StatusNotFound, p.do(t, "POST", path+"/abort", nil, bearer(foreign)...).Status)
+
+	eventually(t, 10*time.Second, func() bool {
+		out, err := cli(reader, "rollouts", "status", started.ID)
+		return err == nil && strings.Contains(out, "running") && strings.Contains(out, "v1=90,v2=10")
+	}, "the first step shows in `rollouts status`")
+	out, err = cli(writer, "rollouts", "pause", started.ID)
+	require.NoError(t, err, out)
+	require.Contains(t, out, "paused")
+	out, err = cli(writer, "rollouts", "resume", started.ID)
+	require.NoError(t, err, out)
+	out, err = cli(writer, "rollouts", "promote", started.ID, "-o", "json")
+	require.NoError(t, err, out)
+	var done struct {
+		Status string
+		Weight int
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &done), out)
+	require.Equal(t, "completed", done.Status)
+	require.Equal(t, 100, done.Weight)
+	out, err = cli(writer, "rollouts", "abort", started.ID)
+	require.Error(t, err, "a completed rollout cannot be aborted: %s", out)
 }
