@@ -21,6 +21,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -32,6 +33,9 @@ type Doc struct {
 	Name   string
 	Spec   *openapi3.T
 	routes []route
+
+	mu  sync.Mutex
+	hit map[string]bool // "METHOD path" of the operations Check has seen
 }
 
 type route struct {
@@ -54,7 +58,7 @@ func Load(name string, data []byte) (*Doc, error) {
 	if err := spec.Validate(context.Background()); err != nil {
 		return nil, fmt.Errorf("%s: invalid document: %w", name, err)
 	}
-	d := &Doc{Name: name, Spec: spec}
+	d := &Doc{Name: name, Spec: spec, hit: map[string]bool{}}
 	for _, path := range spec.Paths.InMatchingOrder() {
 		item := spec.Paths.Value(path)
 		for method, op := range item.Operations() {
@@ -166,6 +170,9 @@ func (d *Doc) Check(x Exchange) error {
 		}
 		return fmt.Errorf("%w (answered %d)", err, x.Status)
 	}
+	d.mu.Lock()
+	d.hit[method+" "+rt.Path] = true
+	d.mu.Unlock()
 	ctx := context.Background()
 	req := x.Request.Clone(ctx)
 	req.Body = http.NoBody
@@ -240,4 +247,18 @@ func clip(b []byte, n int) string {
 		return string(b[:n]) + "…"
 	}
 	return string(b)
+}
+
+// Unexercised lists the operations Check has not seen, sorted.
+func (d *Doc) Unexercised() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for _, r := range d.routes {
+		if k := r.method + " " + r.template; !d.hit[k] {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
 }

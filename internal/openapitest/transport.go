@@ -185,6 +185,11 @@ func (t *Transport) Summary() (report string, failed bool) {
 		b.WriteString(m)
 		b.WriteString("\n")
 	}
+	for _, d := range t.Docs {
+		if u := d.Unexercised(); len(u) > 0 {
+			fmt.Fprintf(&b, "openapi: %s operations no request exercised: %s\n", d.Name, strings.Join(u, ", "))
+		}
+	}
 	return b.String(), len(msgs) > 0 && Mode() == "fail"
 }
 
