@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
 )
@@ -169,10 +171,24 @@ func StartTemporalWith(ctx context.Context, dataDir string, port, uiPort int, lo
 		if err != nil {
 			return err
 		}
-		for _, sa := range append(slices.Clone(SearchAttributes), KeywordListAttributes...) {
+		// --search-attribute registers them in a new database only: an
+		// attribute added since the data dir was created is added here.
+		missing := map[string]enumspb.IndexedValueType{}
+		for _, sa := range SearchAttributes {
 			if _, ok := res.GetCustomAttributes()[sa]; !ok {
-				return fmt.Errorf("search attribute %s not registered yet", sa)
+				missing[sa] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
 			}
+		}
+		for _, sa := range KeywordListAttributes {
+			if _, ok := res.GetCustomAttributes()[sa]; !ok {
+				missing[sa] = enumspb.INDEXED_VALUE_TYPE_KEYWORD_LIST
+			}
+		}
+		if len(missing) > 0 {
+			if _, err := tc.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{Namespace: "default", SearchAttributes: missing}); err != nil {
+				return fmt.Errorf("add search attributes %v: %w", slices.Sorted(maps.Keys(missing)), err)
+			}
+			return fmt.Errorf("search attributes %v not registered yet", slices.Sorted(maps.Keys(missing)))
 		}
 		return nil
 	})
