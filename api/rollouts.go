@@ -310,9 +310,13 @@ func (s *Server) getRollout(c *gin.Context) {
 	}
 	var st workflows.RolloutStatus
 	if err := s.workflowStatus(ctx, wfID, info.GetExecution().GetRunId(), info.GetStatus(), &st); err != nil {
-		// Terminated, timed out, or a query that did not answer in time.
-		WriteError(c, s.log, Unavailable("the rollout's status is not available: workflow "+statusName(info.GetStatus())))
-		return
+		if info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			WriteError(c, s.log, Unavailable("the rollout did not answer its status query in time; retry"))
+			return
+		}
+		// Terminated or timed out: no status of its own, the workflow's.
+		k, key := routes.SplitKey{Tenant: c.Param("tenant"), Service: c.Param("service"), Env: c.Param("env")}, c.Param("key")
+		st = workflows.RolloutStatus{ID: workflows.RolloutID(k, key), WorkflowID: wfID, Key: k, Status: statusName(info.GetStatus())}
 	}
 	c.JSON(http.StatusOK, rolloutBody(st))
 }

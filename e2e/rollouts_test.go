@@ -133,6 +133,14 @@ func TestARolloutCompletesTo100AndASecondOneConflicts(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, missing.Status, missing.Raw)
 	hist := p.do(t, "GET", "/api/v1/splits/"+e.path+"/history", nil)
 	require.Len(t, hist.Body["revisions"], 3, hist.Raw)
+
+	// The finished rollout freed the env's lock: a rollout back to v1 runs.
+	back := p.do(t, "POST", "/api/v1/rollouts", map[string]any{"tenant": e.tenant, "service": "checkout", "env": "prod", "to": "v1",
+		"steps": []map[string]any{step(100, "")}})
+	require.Equal(t, http.StatusCreated, back.Status, back.Raw)
+	e.await(t, back.Body["id"].(string), 10*time.Second, statusIs("completed"), "the rollout back completes")
+	_, w = e.split(t)
+	require.Equal(t, map[string]any{"v1": float64(100)}, w)
 }
 
 func TestAnAbortedRolloutRestoresTheStartingSplit(t *testing.T) {
@@ -283,4 +291,23 @@ func TestRolloutsThroughTheCLIWithTokens(t *testing.T) {
 	require.Equal(t, 100, done.Weight)
 	out, err = cli(writer, "rollouts", "abort", started.ID)
 	require.Error(t, err, "a completed rollout cannot be aborted: %s", out)
+}
+
+// A terminated rollout frees its env's lock (the lock workflow is its
+// child with the terminate parent-close policy) and reports "terminated".
+func TestATerminatedRolloutFreesTheEnv(t *testing.T) {
+	t.Parallel()
+	p := startPlatform(t, 10*time.Second)
+	e := newRolloutEnv(t, p)
+	res := e.start(t, "stuck", []map[string]any{step(10, "1h"), step(100, "")}, nil)
+	require.Equal(t, http.StatusCreated, res.Status, res.Raw)
+	id := res.Body["id"].(string)
+	e.await(t, id, 10*time.Second, func(b map[string]any) bool { return b["weight"] == float64(10) }, "the first step is set")
+	require.NoError(t, p.tc.TerminateWorkflow(context.Background(), "rollout/"+id, "", "test"))
+	st := e.await(t, id, 10*time.Second, statusIs("terminated"), "GET reports the termination")
+	require.Equal(t, "rollout/"+id, st["workflow_id"])
+	eventually(t, 10*time.Second, func() bool {
+		next := e.start(t, testenv.Name(t, "next"), []map[string]any{step(100, "")}, nil)
+		return next.Status == http.StatusCreated
+	}, "a new rollout of the env starts")
 }
