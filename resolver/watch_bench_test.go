@@ -191,7 +191,8 @@ func watchFanout(tb testing.TB, n, changes int, gap time.Duration) fanoutResult 
 				lasts = append(lasts, time.Since(t0))
 				done = true
 			case <-time.After(30 * time.Second):
-				tb.Fatalf("change %d did not reach every stream within 30s", i)
+				tb.Fatalf("change %d did not reach every stream within 30s (it reached one: %v; the ledger's xmin holds "+
+					"every stream back while any transaction on the Postgres server is open)", i, gotFirst)
 			}
 		}
 		if !gotFirst { // printed just before "reached"

@@ -322,6 +322,9 @@ func (s *sseWriter) flush() error {
 		}
 		_ = s.conn.SetWriteDeadline(time.Now().Add(s.timeout))
 		_, err := s.conn.Write(s.buf)
+		// The live writers' writes do not wait; a deadline left behind
+		// would fail them all once it passed.
+		_ = s.conn.SetWriteDeadline(time.Time{})
 		s.buf = s.buf[:0]
 		return err
 	}

@@ -159,6 +159,18 @@ func TestWatchOutlivesTheServersWriteTimeout(t *testing.T) {
 	}
 }
 
+// A live stream is written without deadlines: one set while it read its
+// history must not end it once it has passed.
+func TestWatchOutlivesItsOwnWriteTimeout(t *testing.T) {
+	e := newWatchEnv(t, WatchOptions{WriteTimeout: 200 * time.Millisecond}, nil)
+	s, _ := openWatch(t, e.srv.URL, WatchPrefix+e.tenant, "", "")
+	time.Sleep(time.Second)
+	e.change(t, routes.ActionCreated, e.key("checkout", "v1"), "https://later.example", true)
+	if got := s.next(t, 3*time.Second).decode(t); got.URL != "https://later.example" {
+		t.Fatalf("got %+v", got)
+	}
+}
+
 func TestWatchSendsHeartbeatsAndClosesOnDrain(t *testing.T) {
 	e := newWatchEnv(t, WatchOptions{Heartbeat: 50 * time.Millisecond}, nil)
 	s, _ := openWatch(t, e.srv.URL, WatchPrefix+e.tenant, "", "")
