@@ -148,10 +148,16 @@ func (r *Resolver) wakeWatch(tenant string) {
 
 // closeWatch ends every stream with `event: close` (reason shutdown) and
 // refuses new ones: a draining instance must not hold clients that would
-// keep the server's shutdown waiting; they resume elsewhere.
+// keep the server's shutdown waiting; they resume elsewhere. It waits up
+// to a second for the close events to be written: the server's shutdown
+// does not wait for streams whose connections were taken over
+// (watch_conn.go).
 func (r *Resolver) closeWatch() {
 	if h := r.watch.Load(); h != nil {
 		h.close()
+		for deadline := time.Now().Add(time.Second); r.WatchStats().Watchers > 0 && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
 }
 
