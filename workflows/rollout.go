@@ -85,9 +85,14 @@ type RolloutInput struct {
 	Steps       []RolloutStep   `json:"steps"`
 	Check       *RolloutCheck   `json:"check,omitempty"`
 	RequestedBy *Actor          `json:"requested_by,omitempty"`
-	Principal   string          `json:"principal,omitempty"`
-	ChangedBy   string          `json:"changed_by,omitempty"`
-	RequestHash string          `json:"request_hash,omitempty"`
+	// Approval holds the rollout before its first step until an approver
+	// other than RequestedBy decides (the tenant's policy lists the env):
+	// the same gate as a route or split mutation's. The split changes of
+	// the approved rollout are not gated again.
+	Approval    *Approval `json:"approval,omitempty"`
+	Principal   string    `json:"principal,omitempty"`
+	ChangedBy   string    `json:"changed_by,omitempty"`
+	RequestHash string    `json:"request_hash,omitempty"`
 }
 
 // RolloutStepState is a step in the status: pending, running (its split
@@ -120,6 +125,12 @@ type RolloutStatus struct {
 	CheckFailures int                `json:"check_failures,omitempty"`
 	RequestHash   string             `json:"request_hash,omitempty"`
 	RequestedBy   *Actor             `json:"requested_by,omitempty"`
+	// The approval's outcome (a rollout with Approval): who approved or
+	// rejected it, their comment, and until when it awaits a decision.
+	ApprovedBy *Actor     `json:"approved_by,omitempty"`
+	RejectedBy *Actor     `json:"rejected_by,omitempty"`
+	Comment    string     `json:"comment,omitempty"`
+	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
 }
 
 // RolloutWorkflowID returns rollout/{tenant}/{service}/{env}/{key}.
@@ -139,13 +150,19 @@ func RolloutLockID(k routes.SplitKey) string {
 }
 
 // RolloutSearchAttributes are the attributes the API starts a rollout
-// with (the workflow upserts TmStatus as it moves on).
-func RolloutSearchAttributes(k routes.SplitKey) temporal.SearchAttributes {
+// with (the workflow upserts TmStatus as it moves on): TmStatus running,
+// or awaiting_approval for a rollout with an Approval (so
+// GET /api/v1/mutations?status=awaiting_approval lists it at once).
+func RolloutSearchAttributes(k routes.SplitKey, awaitingApproval ...bool) temporal.SearchAttributes {
+	state := RolloutRunning
+	if len(awaitingApproval) > 0 && awaitingApproval[0] {
+		state = StateAwaitingApproval
+	}
 	return temporal.NewSearchAttributes(
 		AttrTenant.ValueSet(k.Tenant),
 		AttrService.ValueSet(k.Service),
 		AttrEnv.ValueSet(k.Env),
-		AttrStatus.ValueSet(RolloutRunning),
+		AttrStatus.ValueSet(state),
 	)
 }
 
@@ -224,6 +241,12 @@ func Rollout(ctx workflow.Context, in RolloutInput) (RolloutStatus, error) {
 	for _, s := range in.Steps {
 		r.st.Steps = append(r.st.Steps, RolloutStepState{Weight: s.Weight, Pause: s.Pause.String(), State: "pending"})
 	}
+	var nb *time.Time
+	var steps Steps
+	r.gate = &gate{approval: in.Approval, requestedBy: in.RequestedBy, view: gateView{
+		state: &r.gateState, notBefore: &nb, approvedBy: &r.st.ApprovedBy, decidedBy: &r.st.RejectedBy,
+		comment: &r.st.Comment, expiresAt: &r.st.ExpiresAt, steps: &steps,
+	}}
 	return r.run(ctx)
 }
 
@@ -240,6 +263,27 @@ type rollout struct {
 	abort    bool
 	reason   string
 	ended    bool
+
+	// gate holds a rollout with an Approval before its first step;
+	// gateState is the gate's state (awaiting_approval, rejected, expired,
+	// cancelled, applying), reported as the status while gating is set.
+	gate      *gate
+	gateState string
+	gating    bool
+}
+
+// status is the rollout's status as the query and the updates answer it.
+func (r *rollout) status() RolloutStatus {
+	st := r.st
+	if r.gating {
+		switch r.gateState {
+		case StateAwaitingApproval, StateDenied, StateExpired, StateCancelled:
+			st.Status = r.gateState
+		default: // approved: the steps are about to run
+			st.Status = RolloutRunning
+		}
+	}
+	return st
 }
 
 func (r *rollout) stopping() bool { return r.promote || r.abort }
@@ -261,6 +305,13 @@ func (r *rollout) run(ctx workflow.Context) (RolloutStatus, error) {
 			r.release(ctx, lockFut)
 		}
 		return r.st, handlersDone(ctx)
+	}
+	if r.in.Approval != nil {
+		// Only rollouts with an Approval take this branch: histories
+		// recorded before it replay unchanged.
+		if done, err := r.awaitApproval(ctx, lockFut); done || err != nil {
+			return r.st, err
+		}
 	}
 	r.started = true
 
@@ -318,19 +369,84 @@ func (r *rollout) run(ctx workflow.Context) (RolloutStatus, error) {
 	return r.st, handlersDone(ctx)
 }
 
+// awaitApproval runs the gate of a rollout with an Approval, after it
+// took the env's lock and planned its steps: the start update answers
+// awaiting_approval, then the rollout waits for ApproveUpdate,
+// RejectUpdate, CancelUpdate or the Approval's timeout. A rollout that
+// ends in the gate (done) never touched the split; it releases the lock.
+// An approved one plans again: the split may have changed meanwhile.
+func (r *rollout) awaitApproval(ctx workflow.Context, lockFut workflow.ChildWorkflowFuture) (done bool, err error) {
+	r.gating, r.gateState, r.started = true, StateAwaitingApproval, true
+	ended, err := r.gate.wait(ctx)
+	if err != nil {
+		return true, err
+	}
+	r.st = r.status()
+	r.gating = false
+	switch {
+	case r.gate.denied:
+		r.st.Error, r.st.ErrorType = "the rollout was rejected by an approver", ErrTypeDenied
+	case r.gate.expired:
+		r.st.Error, r.st.ErrorType = "the rollout expired: no approval decision in time", ErrTypeExpired
+	case r.gate.cancelled:
+		r.st.Error, r.st.ErrorType = "the rollout was cancelled before its first step", ErrTypeCancelled
+	}
+	if !ended {
+		r.st.Starting, r.from = nil, nil
+		err = r.plan(ctx)
+	}
+	if ended || err != nil {
+		if err != nil {
+			// Nothing was applied: the rollout ends aborted without a
+			// restore.
+			r.st.Error, r.st.ErrorType = rejectionOf(err)
+			r.st.Status, r.st.Reason = RolloutAborted, ReasonStepRejected
+			r.upsertStatus(ctx)
+		}
+		for i := range r.st.Steps {
+			r.st.Steps[i].State = "skipped"
+		}
+		r.ended = true
+		r.release(ctx, lockFut)
+		return true, handlersDone(ctx)
+	}
+	return false, nil
+}
+
+// handlers registers the status query and the updates. ApproveUpdate,
+// RejectUpdate and CancelUpdate (the gate's) are refused unless the
+// rollout awaits approval.
 func (r *rollout) handlers(ctx workflow.Context) error {
-	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (RolloutStatus, error) { return r.st, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (RolloutStatus, error) { return r.status(), nil }); err != nil {
 		return err
 	}
 	if err := workflow.SetUpdateHandler(ctx, RolloutStartUpdate, func(ctx workflow.Context) (RolloutStatus, error) {
 		if err := workflow.Await(ctx, func() bool { return r.started }); err != nil {
-			return r.st, err
+			return r.status(), err
 		}
-		return r.st, r.startErr
+		return r.status(), r.startErr
 	}); err != nil {
 		return err
 	}
+	if err := registerGate(ctx, r.gate, r.status); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, CancelUpdate, func(workflow.Context) (RolloutStatus, error) {
+		r.gate.cancel()
+		return r.status(), nil
+	}, workflow.UpdateHandlerOptions{Validator: func() error {
+		if r.gating && r.gate.pending() {
+			return nil
+		}
+		return errNotPending("the rollout is not awaiting approval: abort a running rollout instead")
+	}}); err != nil {
+		return err
+	}
 	active := func() error {
+		if r.gating {
+			return temporal.NewNonRetryableApplicationError("the rollout is "+r.status().Status+
+				": approve, reject or cancel it through /api/v1/mutations/"+r.st.WorkflowID, ErrTypeRolloutState, nil)
+		}
 		if !r.started || r.ended || r.st.Status == RolloutRejected {
 			return temporal.NewNonRetryableApplicationError("the rollout is "+r.st.Status, ErrTypeRolloutState, nil)
 		}

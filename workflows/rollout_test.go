@@ -259,3 +259,142 @@ func stepStates(st workflows.RolloutStatus) []string {
 	}
 	return out
 }
+
+// decideAt sends the gate update name (approve, reject, cancel) at, with
+// d as its argument (nil: none); rejected receives a refusal.
+func decideAt(t *testing.T, env *testsuite.TestWorkflowEnvironment, name string, at time.Duration, d *workflows.Decision, rejected *error) {
+	env.RegisterDelayedCallback(func() {
+		cb := &testsuite.TestUpdateCallback{
+			OnAccept: func() {},
+			OnReject: func(err error) {
+				if rejected != nil {
+					*rejected = err
+					return
+				}
+				t.Errorf("%s rejected: %v", name, err)
+			},
+			OnComplete: func(any, error) {},
+		}
+		if d == nil {
+			env.UpdateWorkflow(name, name+"-"+at.String(), cb)
+			return
+		}
+		env.UpdateWorkflow(name, name+"-"+at.String(), cb, *d)
+	}, at)
+}
+
+func queryAt(t *testing.T, env *testsuite.TestWorkflowEnvironment, at time.Duration, into *workflows.RolloutStatus) {
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(workflows.StatusQuery)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(into))
+	}, at)
+}
+
+var (
+	writer   = workflows.Actor{ID: "tok-writer", Name: "ci"}
+	approver = workflows.Actor{ID: "tok-approver", Name: "alice"}
+)
+
+func (f *splitFixture) gatedInput(timeout time.Duration, steps ...workflows.RolloutStep) workflows.RolloutInput {
+	in := f.input(steps...)
+	w := writer
+	in.RequestedBy, in.Approval = &w, &workflows.Approval{Timeout: timeout}
+	return in
+}
+
+// A rollout whose env needs approval waits before its first step: the
+// requester cannot approve it, pause is refused while it waits, and once
+// another principal approves it runs its steps as any rollout.
+func TestARolloutAwaitingApprovalRunsItsStepsOnceApproved(t *testing.T) {
+	f := newSplitFixture(t)
+	var waiting, approved workflows.RolloutStatus
+	var self, pause error
+	st := f.rollout(t, workflows.RolloutWorkflowID(f.key, "r-approved"), f.gatedInput(time.Hour, steps(10, 100)...), func(env *testsuite.TestWorkflowEnvironment) {
+		queryAt(t, env, time.Minute, &waiting)
+		decideAt(t, env, workflows.ApproveUpdate, 2*time.Minute, &workflows.Decision{By: writer}, &self)
+		rolloutUpdate(t, env, workflows.PauseUpdate, 3*time.Minute, &pause)
+		decideAt(t, env, workflows.ApproveUpdate, 20*time.Minute, &workflows.Decision{By: approver, Comment: "go"}, nil)
+		queryAt(t, env, 25*time.Minute, &approved)
+	})
+	require.Equal(t, workflows.StateAwaitingApproval, waiting.Status)
+	require.Equal(t, 0, waiting.Step)
+	require.NotNil(t, waiting.ExpiresAt)
+	require.Equal(t, &writer, waiting.RequestedBy)
+	require.ErrorContains(t, self, "cannot approve")
+	require.ErrorContains(t, pause, "awaiting_approval")
+
+	require.Equal(t, workflows.RolloutRunning, approved.Status)
+	require.Equal(t, 10, approved.Weight)
+	require.Equal(t, &approver, approved.ApprovedBy)
+	require.Nil(t, approved.ExpiresAt)
+
+	require.Equal(t, workflows.RolloutCompleted, st.Status)
+	require.Equal(t, &approver, st.ApprovedBy)
+	require.Equal(t, "go", st.Comment)
+	require.Equal(t, 100, st.Weight)
+	// The first step started once approved, not before.
+	require.Equal(t, 20*time.Minute, st.Steps[0].StartedAt.Sub(waiting.ExpiresAt.Add(-time.Hour)))
+	sp, ok := f.current(t)
+	require.True(t, ok)
+	require.Equal(t, routes.Weights{"v2": 100}, sp.Weights)
+	require.Len(t, f.revisions(t), 2)
+}
+
+// A rejected, an expired and a cancelled rollout end before their first
+// step: the split is untouched, the steps skipped, and the env's lock
+// released (the rollout's workflow waits for its lock workflow to end).
+func TestARolloutRejectedExpiredOrCancelledLeavesTheSplitUntouched(t *testing.T) {
+	cases := []struct {
+		name, state, errType string
+		during               func(t *testing.T, env *testsuite.TestWorkflowEnvironment)
+	}{
+		{"rejected", workflows.StateDenied, workflows.ErrTypeDenied, func(t *testing.T, env *testsuite.TestWorkflowEnvironment) {
+			decideAt(t, env, workflows.RejectUpdate, 5*time.Minute, &workflows.Decision{By: approver, Comment: "freeze"}, nil)
+		}},
+		{"expired", workflows.StateExpired, workflows.ErrTypeExpired, nil},
+		{"cancelled", workflows.StateCancelled, workflows.ErrTypeCancelled, func(t *testing.T, env *testsuite.TestWorkflowEnvironment) {
+			decideAt(t, env, workflows.CancelUpdate, 5*time.Minute, nil, nil)
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newSplitFixture(t)
+			_, err := f.store.ApplySplit(context.Background(), routes.SplitMutation{Action: routes.ActionSplitUpdated, Key: f.key, Weights: routes.Weights{"v1": 95, "v2": 5}})
+			require.NoError(t, err)
+			before := f.revisions(t)
+			var late error
+			st := f.rollout(t, workflows.RolloutWorkflowID(f.key, "r-"+c.name), f.gatedInput(30*time.Minute, steps(10, 100)...), func(env *testsuite.TestWorkflowEnvironment) {
+				if c.during != nil {
+					c.during(t, env)
+				}
+				// Once ended, an approval is refused.
+				decideAt(t, env, workflows.ApproveUpdate, 2*time.Hour, &workflows.Decision{By: approver}, &late)
+			})
+			require.Equal(t, c.state, st.Status)
+			require.Equal(t, c.errType, st.ErrorType)
+			require.Equal(t, 0, st.Step)
+			require.Equal(t, []string{"skipped", "skipped"}, stepStates(st))
+			if c.name == "rejected" {
+				require.Equal(t, &approver, st.RejectedBy)
+				require.Equal(t, "freeze", st.Comment)
+			}
+			sp, _ := f.current(t)
+			require.Equal(t, routes.Weights{"v1": 95, "v2": 5}, sp.Weights)
+			require.Equal(t, before, f.revisions(t))
+		})
+	}
+}
+
+// A rollout without an Approval refuses the gate's updates.
+func TestARolloutWithoutApprovalRefusesApproveAndCancel(t *testing.T) {
+	f := newSplitFixture(t)
+	var approve, cancel error
+	st := f.rollout(t, workflows.RolloutWorkflowID(f.key, "r-ungated"), f.input(steps(10, 100)...), func(env *testsuite.TestWorkflowEnvironment) {
+		decideAt(t, env, workflows.ApproveUpdate, time.Minute, &workflows.Decision{By: approver}, &approve)
+		decideAt(t, env, workflows.CancelUpdate, time.Minute, nil, &cancel)
+	})
+	require.Error(t, approve)
+	require.Error(t, cancel)
+	require.Equal(t, workflows.RolloutCompleted, st.Status)
+}
