@@ -1,6 +1,7 @@
 // Package console is the web console at /ui/ on the api: routes, their
 // history and rollback, pending and recent mutations with approve, reject
-// and cancel, links into the Temporal UI.
+// and cancel, rollouts with pause, resume, promote and abort, links into
+// the Temporal UI.
 //
 // The console has no rules of its own: every read and write is a request to
 // the api's own handler, in process, with the signed-in token as its bearer
@@ -116,6 +117,10 @@ func (c *Console) Register(r gin.IRouter) {
 	in.GET("/mutations", c.mutationsPage)
 	in.GET("/mutations/*id", c.mutationPage)
 	in.POST("/mutations/*id", c.decide)
+	in.GET("/rollouts", c.rolloutsPage)
+	in.POST("/rollouts", c.startRollout)
+	in.GET("/rollouts/*id", c.rolloutPage)
+	in.POST("/rollouts/*id", c.actOnRollout)
 }
 
 // securityHeaders are on every console answer: a strict CSP (no inline

@@ -15,7 +15,7 @@ import (
 type pageTemplate = template.Template
 
 // pageNames are the templates of templates/, each rendered in layout.html.
-var pageNames = []string{"login", "routes", "route", "rollback", "mutations", "mutation", "error"}
+var pageNames = []string{"login", "routes", "route", "rollback", "mutations", "mutation", "rollouts", "rollout", "error"}
 
 var funcs = template.FuncMap{
 	// isHTTP decides whether a URL becomes a link: only http(s), so a
@@ -41,6 +41,7 @@ var funcs = template.FuncMap{
 	},
 	"steps": func() []string { return stepOrder },
 	"next":  func(n int64) int64 { return n + 1 },
+	"inc":   func(i int) int { return i + 1 },
 	// shortID is a workflow id's key, shortened for tables (the full id
 	// is the link's title and on the mutation's page).
 	"shortID": func(id string) string {

@@ -27,8 +27,26 @@ type session struct {
 	csrf    string
 	created time.Time
 
-	mu    sync.Mutex
-	flash string
+	mu       sync.Mutex
+	flash    string
+	rollouts []string // ids of the rollouts started in this session, newest first
+}
+
+// startedRollout remembers a rollout this session started (the API lists
+// none), keeping the newest 20.
+func (s *session) startedRollout(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rollouts = append([]string{id}, s.rollouts...)
+	if len(s.rollouts) > 20 {
+		s.rollouts = s.rollouts[:20]
+	}
+}
+
+func (s *session) startedRollouts() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.rollouts...)
 }
 
 // takeFlash returns and clears the message of the last action.

@@ -249,3 +249,37 @@ func TestTheConsoleInABrowser(t *testing.T) {
 	resolves(t, resolverURL, prod, "https://checkout-v1.prod.internal")
 	approver.shot("mutation-approved")
 }
+
+// A writer starts a rollout from the console's form, watches it hold at
+// its first step, pauses it and aborts it (the page asks first); the
+// rollout ends aborted.
+func TestARolloutIsStartedPausedAndAbortedFromTheConsole(t *testing.T) {
+	t.Parallel()
+	ap := startApprovalPlatform(t)
+	for _, v := range []string{"v1", "v2"} {
+		ap.createRoute(t, routes.Key{Tenant: ap.tenant, Service: "checkout", Env: "staging", Version: v}, "https://"+v+".checkout.internal")
+	}
+	writer := newBrowser(t, ap.api.URL)
+	writer.signIn(secretOf(ap.writer), "ci")
+	writer.run(chromedp.Navigate(ap.api.URL+"/ui/rollouts"), chromedp.WaitVisible(chromedp.CSS("#start-rollout")),
+		chromedp.SendKeys(chromedp.CSS("#r-service"), "checkout"),
+		chromedp.SendKeys(chromedp.CSS("#r-env"), "staging"),
+		chromedp.SendKeys(chromedp.CSS("#r-to"), "v2"),
+		chromedp.Clear(chromedp.CSS("#r-steps")),
+		chromedp.SendKeys(chromedp.CSS("#r-steps"), "10:1h, 50:1h, 100"))
+	writer.shot("rollouts")
+	writer.run(chromedp.Click(chromedp.CSS("#start-rollout")), chromedp.WaitVisible(chromedp.CSS("#rollout-status")))
+	writer.awaitText("#rollout-weight", "10%")
+	require.Contains(t, writer.text("#rollout-status"), "running")
+	writer.shot("rollout")
+	writer.run(chromedp.Click(chromedp.CSS("#pause")), chromedp.WaitVisible(chromedp.CSS("#resume")))
+	require.Contains(t, writer.text("#rollout-status"), "paused")
+	writer.run(chromedp.Click(chromedp.CSS("#abort")), chromedp.WaitNotPresent(chromedp.CSS("#resume")))
+	writer.awaitText("#rollout-status", "aborted")
+	id := strings.TrimPrefix(writer.location(), ap.api.URL+"/ui/rollouts/")
+	res := ap.do(t, "GET", "/api/v1/rollouts/"+id, nil, ap.admin...)
+	require.Equal(t, http.StatusOK, res.Status, res.Raw)
+	require.Equal(t, "aborted", res.Body["status"], res.Raw)
+	writer.run(chromedp.Navigate(ap.api.URL + "/ui/rollouts"))
+	require.Contains(t, writer.text("#started"), id, "the session lists the rollouts it started")
+}
