@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -320,4 +322,29 @@ func TestWatchTakesATokenOfTheTenant(t *testing.T) {
 		t.Fatalf("event of %s on %s's stream", got.Tenant, e.tenant)
 	}
 	s.quiet(t, 300*time.Millisecond)
+}
+
+// A taken-over stream whose client stops reading is closed once its socket
+// is full and its queue overflows, instead of holding memory or a writer.
+func TestWatchClosesATakenOverStreamWhoseClientStopsReading(t *testing.T) {
+	e := newWatchEnv(t, WatchOptions{Buffer: 4, WriteTimeout: 500 * time.Millisecond}, nil)
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048) })
+	}}
+	host := strings.TrimPrefix(e.srv.URL, "http://")
+	c, err := d.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET %s%s HTTP/1.1\r\nHost: %s\r\n\r\n", WatchPrefix, e.tenant, host)
+	waitFor(t, func() bool { return e.res.WatchStats().Watchers == 1 })
+	time.Sleep(200 * time.Millisecond) // joined its tail
+	for i := 0; i < 2000 && e.res.WatchStats().Watchers > 0; i++ {
+		e.change(t, routes.ActionCreated, e.key("checkout", fmt.Sprintf("v%d", i)), "https://"+strings.Repeat("x", 1500)+".example", true)
+	}
+	waitFor(t, func() bool { return e.res.WatchStats().Watchers == 0 })
+	if n := counter(e.res.watch.Load().slow); n != 1 {
+		t.Errorf("watch_slow_consumers_total = %v, want 1", n)
+	}
 }
