@@ -78,6 +78,9 @@ type Options struct {
 	// Console configures the web console at /ui/ (docs/console.md), which
 	// calls this API in process with the signed-in token.
 	Console console.Settings
+	// Middleware runs first on every request (tracing's otelgin when
+	// OTEL_* turns traces on; nil otherwise, so no request pays for it).
+	Middleware []gin.HandlerFunc
 }
 
 // Server is the REST API.
@@ -144,6 +147,9 @@ const maxBody = 64 << 10
 func (s *Server) Handler() http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
+	if len(s.o.Middleware) > 0 {
+		r.Use(s.o.Middleware...)
+	}
 	r.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, rec any) {
 		s.log.Error("panic in handler", zap.Any("panic", rec), zap.String("path", c.Request.URL.Path))
 		WriteError(c, nil, &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"})

@@ -120,7 +120,11 @@ func (p *Publisher) Publish(ctx context.Context, e Event) error {
 	if err != nil {
 		return err
 	}
-	if err := p.one.WriteMessages(ctx, msg); err != nil {
+	msgs := []kafka.Message{msg}
+	ctx, span := startPublish(ctx, p.one.Topic, 1, msgs)
+	defer span.End()
+	if err := p.one.WriteMessages(ctx, msgs...); err != nil {
+		span.RecordError(err)
 		return fmt.Errorf("publish event %s: %w", e.EventID, err)
 	}
 	return nil
@@ -141,7 +145,10 @@ func (p *Publisher) PublishMany(ctx context.Context, es []Event) error {
 			return err
 		}
 	}
+	ctx, span := startPublish(ctx, p.many.Topic, len(msgs), msgs)
+	defer span.End()
 	if err := p.many.WriteMessages(ctx, msgs...); err != nil {
+		span.RecordError(err)
 		return fmt.Errorf("publish %d events: %w", len(es), err)
 	}
 	return nil

@@ -65,12 +65,15 @@ func (p *Publisher) PublishSplit(ctx context.Context, e SplitEvent) error {
 	if err != nil {
 		return fmt.Errorf("encode split event %s: %w", e.EventID, err)
 	}
-	msg := kafka.Message{
+	msgs := []kafka.Message{{
 		Key:     []byte(e.Key().String()),
 		Value:   value,
 		Headers: []kafka.Header{{Key: "event_id", Value: []byte(e.EventID)}},
-	}
-	if err := p.one.WriteMessages(ctx, msg); err != nil {
+	}}
+	ctx, span := startPublish(ctx, p.one.Topic, 1, msgs)
+	defer span.End()
+	if err := p.one.WriteMessages(ctx, msgs...); err != nil {
+		span.RecordError(err)
 		return fmt.Errorf("publish split event %s: %w", e.EventID, err)
 	}
 	return nil

@@ -160,7 +160,11 @@ func (r *Resolver) consumePartition(ctx context.Context, brokers []string, topic
 			log.Warn("skipping an undecodable route event", zap.Int64("offset", msg.Offset), zap.Error(err))
 			continue
 		}
-		r.applyEvent(ctx, ev, rep)
+		// A span of its own, child of the publisher's (W3C headers; a no-op
+		// with tracing off).
+		actx, span := events.StartApply(ctx, &msg)
+		r.applyEvent(actx, ev, rep)
+		span.End()
 		log.Debug("route event applied", zap.Stringer("route", ev.Key()), zap.Int64("revision", ev.Revision),
 			zap.String("event_id", ev.EventID))
 	}

@@ -29,12 +29,18 @@ var (
 // Handler returns the resolver's HTTP service: the resolve endpoint,
 // /healthz, /readyz, /health/resilience and /metrics (reg, which must hold
 // the Metrics passed in Options). Unknown paths get API.md's error JSON.
-func (r *Resolver) Handler(reg *prometheus.Registry) http.Handler {
+// mw, when given, runs first on every request (tracing's otelgin when
+// OTEL_* turns traces on; without it the resolve path has no middleware but
+// the recovery).
+func (r *Resolver) Handler(reg *prometheus.Registry, mw ...gin.HandlerFunc) http.Handler {
 	gin.SetMode(gin.ReleaseMode) // no debug route dump on start
 	g := gin.New()
 	g.RedirectTrailingSlash = false
 	g.RedirectFixedPath = false
 	g.HandleMethodNotAllowed = true
+	if len(mw) > 0 {
+		g.Use(mw...)
+	}
 	g.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, v any) {
 		r.log.Error("panic serving request", zap.Any("panic", v), zap.String("path", c.Request.URL.Path))
 		httperr.Write(c, nil, errors.New("panic"))

@@ -11,12 +11,16 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.temporal.io/sdk/client"
+	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
+	"go.temporal.io/sdk/interceptor"
 	"go.uber.org/zap"
 
 	"github.com/trafficmanager/trafficmanager/config"
 	"github.com/trafficmanager/trafficmanager/observability"
 	"github.com/trafficmanager/trafficmanager/observability/temporalmetrics"
 	"github.com/trafficmanager/trafficmanager/schema"
+	"github.com/trafficmanager/trafficmanager/tracing"
+	"github.com/trafficmanager/trafficmanager/tracing/mongotrace"
 )
 
 // openPostgres connects a pool and applies migrations when TM_MIGRATE=auto.
@@ -26,6 +30,7 @@ func openPostgres(ctx context.Context, cfg config.Config, log *zap.Logger) (*pgx
 		return nil, fmt.Errorf("TM_DATABASE_URL: %w", err)
 	}
 	pcfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	tracing.Pgx(pcfg) // when traces are on (docs/tracing.md)
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect postgres: %w", err)
@@ -52,12 +57,21 @@ func openRedis(cfg config.Config) (*redis.Client, error) {
 	}
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = time.Second, 500*time.Millisecond, 500*time.Millisecond
 	opt.ContextTimeoutEnabled = true // honour per-call context deadlines
-	return redis.NewClient(opt), nil
+	rdb := redis.NewClient(opt)
+	if err := tracing.Redis(rdb); err != nil { // when traces are on
+		_ = rdb.Close()
+		return nil, err
+	}
+	return rdb, nil
 }
 
 func openMongo(ctx context.Context, cfg config.Config) (*mongo.Client, error) {
-	c, err := mongo.Connect(options.Client().ApplyURI(cfg.MongoURI).
-		SetServerSelectionTimeout(5 * time.Second).SetTimeout(10 * time.Second))
+	o := options.Client().ApplyURI(cfg.MongoURI).
+		SetServerSelectionTimeout(5 * time.Second).SetTimeout(10 * time.Second)
+	if tracing.Active() {
+		o.SetMonitor(mongotrace.Monitor())
+	}
+	c, err := mongo.Connect(o)
 	if err != nil {
 		return nil, fmt.Errorf("TM_MONGO_URI: %w", err)
 	}
@@ -79,6 +93,16 @@ func dialTemporal(ctx context.Context, cfg config.Config, log *zap.Logger, reg p
 			return nil, err
 		}
 		o.MetricsHandler = h
+	}
+	if tracing.Active() {
+		// Client calls (starting a workflow from a request) carry the span
+		// in Temporal headers; workers built on this client get the same
+		// interceptor, so workflow and activity spans join that trace.
+		ic, err := temporalotel.NewTracingInterceptor(temporalotel.TracerOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("temporal tracing interceptor: %w", err)
+		}
+		o.Interceptors = []interceptor.ClientInterceptor{ic}
 	}
 	if cfg.TemporalCompression == "none" {
 		o.ConnectionOptions.GrpcCompression = &client.GrpcCompressionNone{}
@@ -150,4 +174,21 @@ func (c *clients) close() {
 	if c.pool != nil {
 		c.pool.Close()
 	}
+}
+
+// startTracing exports traces as service when the OTEL_* variables ask for
+// it (docs/tracing.md); call it before opening clients, which are traced
+// only then. stop flushes the spans still batched.
+func startTracing(ctx context.Context, service string, log *zap.Logger) (stop func(), err error) {
+	tr, err := tracing.FromEnv(ctx, service, log)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tr.Shutdown(sctx); err != nil {
+			log.Warn("flushing traces failed", zap.Error(err))
+		}
+	}, nil
 }

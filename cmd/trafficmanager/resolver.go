@@ -20,6 +20,7 @@ import (
 	"github.com/trafficmanager/trafficmanager/propagation"
 	"github.com/trafficmanager/trafficmanager/resolver"
 	"github.com/trafficmanager/trafficmanager/routes"
+	"github.com/trafficmanager/trafficmanager/tracing"
 )
 
 func newResolverCmd() *cobra.Command {
@@ -44,6 +45,11 @@ Requires TM_DATABASE_URL; TM_REDIS_URL and TM_KAFKA_BROKERS are optional
 			}
 			defer func() { _ = log.Sync() }()
 			ctx := cmd.Context()
+			stopTracing, err := startTracing(ctx, "trafficmanager-resolver", log)
+			if err != nil {
+				return err
+			}
+			defer stopTracing()
 
 			pool, err := openResolverPool(ctx, cfg)
 			if err != nil {
@@ -72,6 +78,7 @@ func openResolverPool(ctx context.Context, cfg config.Config) (*pgxpool.Pool, er
 		return nil, fmt.Errorf("TM_DATABASE_URL: %w", err)
 	}
 	pc.ConnConfig.ConnectTimeout = 2 * time.Second
+	tracing.Pgx(pc) // when traces are on (docs/tracing.md)
 	if n := int32(cfg.ResolverMaxInflight); pc.MaxConns < n {
 		pc.MaxConns = n
 	}
@@ -99,6 +106,9 @@ func runResolver(ctx context.Context, cfg config.Config, log *zap.Logger, pool *
 		// and timeouts of milliseconds, not the shared client's.
 		own := redis.NewClient(resolver.RedisOptions(rdb.Options()))
 		defer func() { _ = own.Close() }()
+		if err := tracing.Redis(own); err != nil {
+			return err
+		}
 		rc = cache.NewRedis(own, cfg.CacheTTL)
 	}
 	res, err := resolver.New(resolver.Options{
@@ -123,7 +133,7 @@ func runResolver(ctx context.Context, cfg config.Config, log *zap.Logger, pool *
 
 	// The listener comes up first (a taken port fails at once); readiness
 	// waits for the event consumer and warming.
-	handler := res.Handler(reg)
+	handler := res.Handler(reg, tracing.Middleware("trafficmanager-resolver")...) // none with traces off
 	if cfg.ResolverAuth {
 		handler = resolver.RequireToken(handler, auth.NewAuthenticator(auth.NewStore(pool), log))
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/trafficmanager/trafficmanager/resilience"
 	"github.com/trafficmanager/trafficmanager/routes"
 	"github.com/trafficmanager/trafficmanager/schema"
+	"github.com/trafficmanager/trafficmanager/tracing"
 	"github.com/trafficmanager/trafficmanager/worker"
 )
 
@@ -83,6 +84,11 @@ func newAPICmd() *cobra.Command {
 			}
 			defer log.Sync() //nolint:errcheck
 			ctx := cmd.Context()
+			stopTracing, err := startTracing(ctx, "trafficmanager-api", log)
+			if err != nil {
+				return err
+			}
+			defer stopTracing()
 			reg := observability.NewRegistry()
 			c, err := openClients(ctx, cfg, log, need{temporal: true, mongo: true, metrics: reg})
 			if err != nil {
@@ -125,6 +131,7 @@ func runAPI(ctx context.Context, cfg config.Config, log *zap.Logger, reg *promet
 		Log:        log,
 		Limiter:    api.NewTenantLimiter(cfg.TenantWriteRPS, cfg.TenantWriteBurst),
 		Resilience: resilience.New(reg, resilience.Options{IsFailure: api.IsFailure, Log: log}),
+		Middleware: tracing.Middleware("trafficmanager-api"), // none with traces off
 	}
 	if cfg.Auth {
 		tokens := auth.NewStore(pool)
@@ -274,6 +281,11 @@ func newWorkerCmd() *cobra.Command {
 			}
 			defer log.Sync() //nolint:errcheck
 			ctx := cmd.Context()
+			stopTracing, err := startTracing(ctx, "trafficmanager-worker", log)
+			if err != nil {
+				return err
+			}
+			defer stopTracing()
 			reg := observability.NewRegistry()
 			c, err := openClients(ctx, cfg, log, need{redis: true, temporal: true, mongo: true, metrics: reg})
 			if err != nil {
