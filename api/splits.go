@@ -296,7 +296,11 @@ func (s *Server) splitStatusAnswer(ctx context.Context, id mutationID, info *wor
 		out.Action, out.Steps, out.EventID = st.Action, st.Steps, st.EventID
 		out.Route = st.Key
 		if st.Result != nil {
-			out.Route = st.Result.Split
+			sp := st.Result.Split
+			if sp.Weights == nil { // a delete: {} as in the write's answer and the history
+				sp.Weights = routes.Weights{}
+			}
+			out.Route = sp
 			out.Changed = &st.Result.Changed
 		}
 		if st.ErrorType != "" {
