@@ -59,7 +59,8 @@ type approverScope interface {
 }
 
 // decideMutation is POST /api/v1/mutations/{workflow_id}/cancel, /approve
-// and /reject, for single and batch mutations.
+// and /reject, for single, batch and split mutations, and for rollouts
+// awaiting approval.
 func (s *Server) decideMutation(c *gin.Context) {
 	id := strings.TrimPrefix(c.Param("id"), "/")
 	wfID, verb := id, ""
@@ -128,9 +129,13 @@ func (s *Server) decide(c *gin.Context, id mutationID, update string, d *workflo
 		// only makes the answer independent of the workflow's version).
 		var st struct {
 			State       string           `json:"state"`
+			Status      string           `json:"status"` // a rollout's
 			RequestedBy *workflows.Actor `json:"requested_by"`
 		}
 		if s.workflowStatus(ctx, id.wfID, runID, info.GetStatus(), &st) == nil {
+			if id.rollout {
+				st.State = st.Status
+			}
 			if update == workflows.ApproveUpdate && st.RequestedBy != nil && st.RequestedBy.ID != "" && st.RequestedBy.ID == d.By.ID {
 				WriteError(c, nil, errSelfApproval)
 				return

@@ -117,7 +117,12 @@ func parseMutationQuery(c *gin.Context) (q mutationQuery, empty bool, err error)
 // visibilityQuery is q as a Temporal visibility query. Tenant names are
 // validated names (letters, digits, '-'), so quoting them is enough.
 func (q mutationQuery) visibilityQuery() string {
-	parts := []string{`WorkflowType IN ('` + workflows.WorkflowType + `', '` + workflows.BatchWorkflowType + `')`}
+	types := `WorkflowType IN ('` + workflows.WorkflowType + `', '` + workflows.BatchWorkflowType + `')`
+	if q.status == workflows.StateAwaitingApproval {
+		// A rollout awaiting approval is decided as a mutation is.
+		types = `WorkflowType IN ('` + workflows.WorkflowType + `', '` + workflows.BatchWorkflowType + `', '` + workflows.RolloutWorkflowType + `')`
+	}
+	parts := []string{types}
 	if q.tenants != nil {
 		quoted := make([]string, len(q.tenants))
 		for i, t := range q.tenants {
@@ -182,6 +187,9 @@ func listed(info *workflowpb.WorkflowExecutionInfo) listedMutation {
 	}
 	if id, ok := parseMutationID(wfID); ok && !id.batch {
 		out.Route = id.key()
+		if id.rollout {
+			out.Action = "rollout"
+		}
 	} else {
 		out.Route = map[string]string{"tenant": keyword(attrs, "TmTenant")}
 	}

@@ -502,14 +502,17 @@ type statusError struct {
 }
 
 // mutationID is a mutation's workflow id, parsed: a single route's
-// (route/{tenant}/{service}/{env}/{version}/{action}/{key}) or a batch's
-// (batch/{tenant}/created/{key}).
+// (route/{tenant}/{service}/{env}/{version}/{action}/{key}), a batch's
+// (batch/{tenant}/created/{key}), a split's, or a rollout's
+// (rollout/{tenant}/{service}/{env}/{key}: approve, reject and cancel of a
+// rollout awaiting approval).
 type mutationID struct {
-	wfID   string
-	parts  []string
-	tenant string
-	batch  bool
-	split  bool
+	wfID    string
+	parts   []string
+	tenant  string
+	batch   bool
+	split   bool
+	rollout bool
 }
 
 // parseMutationID parses wfID; ok is false for anything else.
@@ -518,15 +521,16 @@ func parseMutationID(wfID string) (mutationID, bool) {
 	single := len(parts) == 7 && parts[0] == "route"
 	batch := len(parts) == 4 && parts[0] == "batch" && parts[2] == string(routes.ActionCreated)
 	split := len(parts) == 6 && parts[0] == "split" // split/{t}/{s}/{e}/{action}/{key} (splits.go)
-	if len(wfID) > 512 || !(single || batch || split) {
+	rollout := len(parts) == 5 && parts[0] == "rollout"
+	if len(wfID) > 512 || !(single || batch || split || rollout) {
 		return mutationID{}, false
 	}
-	return mutationID{wfID: wfID, parts: parts, tenant: parts[1], batch: batch, split: split}, true
+	return mutationID{wfID: wfID, parts: parts, tenant: parts[1], batch: batch, split: split, rollout: rollout}, true
 }
 
 // key is the route of a single mutation's id.
 func (id mutationID) key() routes.Key {
-	if id.split {
+	if id.split || id.rollout {
 		return routes.Key{Tenant: id.parts[1], Service: id.parts[2], Env: id.parts[3]}
 	}
 	return routes.Key{Tenant: id.parts[1], Service: id.parts[2], Env: id.parts[3], Version: id.parts[4]}
@@ -555,6 +559,9 @@ func (s *Server) statusAnswer(ctx context.Context, id mutationID, info *workflow
 	}
 	if id.split {
 		return s.splitStatusAnswer(ctx, id, info)
+	}
+	if id.rollout {
+		return s.rolloutStatusAnswer(ctx, id, info)
 	}
 	wfID := id.wfID
 	out := mutationStatus{

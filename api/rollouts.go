@@ -139,7 +139,8 @@ func ValidateRollout(req RolloutRequest) (workflows.RolloutInput, error) {
 	return in, nil
 }
 
-// rolloutStarted is POST's 201 answer.
+// rolloutStarted is POST's answer: 201 running, or 202 awaiting_approval
+// when the tenant's policy lists the env.
 type rolloutStarted struct {
 	ID         string `json:"id"`
 	WorkflowID string `json:"workflow_id"`
@@ -174,11 +175,23 @@ func (s *Server) startRollout(c *gin.Context) {
 			return workflows.RolloutWorkflowID(in.Key, key)
 		},
 		commit: func(ctx context.Context, wfID string) (int, any, error) {
+			// The tenant's policy gates the rollout as a whole: it waits
+			// for an approver before its first step (its split changes are
+			// not gated again).
+			approval, err := s.approvalFor(in.Key.Tenant, in.Key.Env)
+			if err != nil {
+				return 0, nil, err
+			}
+			in.Approval = approval
 			st, err := s.runRollout(ctx, wfID, in)
 			if err != nil {
 				return 0, nil, err
 			}
-			return http.StatusCreated, rolloutStarted{ID: st.ID, WorkflowID: wfID, Status: st.Status}, nil
+			code := http.StatusCreated
+			if st.Status == workflows.StateAwaitingApproval {
+				code = http.StatusAccepted
+			}
+			return code, rolloutStarted{ID: st.ID, WorkflowID: wfID, Status: st.Status}, nil
 		},
 	})
 }
@@ -226,7 +239,10 @@ func (s *Server) runRollout(ctx context.Context, wfID string, in workflows.Rollo
 		TaskQueue:                s.o.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		TypedSearchAttributes:    workflows.RolloutSearchAttributes(in.Key),
+		TypedSearchAttributes:    workflows.RolloutSearchAttributes(in.Key, in.Approval != nil),
+	}
+	if in.Approval != nil && in.RequestedBy != nil {
+		opts.Memo = map[string]any{"requested_by": in.RequestedBy} // listed without a query
 	}
 	startOp := s.o.Temporal.NewWithStartWorkflowOperation(opts, workflows.RolloutWorkflowType, in)
 	handle, err := s.o.Temporal.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
@@ -240,7 +256,8 @@ func (s *Server) runRollout(ctx context.Context, wfID string, in workflows.Rollo
 	} else if temporal.IsWorkflowExecutionAlreadyStartedError(err) {
 		// Same key, and that rollout has ended: answer with its outcome.
 		st, _, err = closedResult[workflows.RolloutStatus](ctx, s, wfID)
-		if err == nil && st.Status == workflows.RolloutRejected {
+		if err == nil && st.ErrorType != "" && (st.Status == workflows.RolloutRejected ||
+			st.Status == workflows.StateExpired || st.Status == workflows.StateCancelled) {
 			err = temporal.NewNonRetryableApplicationError(st.Error, st.ErrorType, nil)
 		}
 	}
@@ -264,6 +281,12 @@ func rolloutError(err error) error {
 			return Conflict(appErr.Message())
 		case activities.ErrTypeInvalid:
 			return InvalidArgument(appErr.Message())
+		case workflows.ErrTypeDenied:
+			return Conflict("the rollout with this Idempotency-Key was rejected by an approver; send a new key")
+		case workflows.ErrTypeExpired:
+			return Conflict("the rollout with this Idempotency-Key expired waiting for approval; send a new key")
+		case workflows.ErrTypeCancelled:
+			return Conflict("the rollout with this Idempotency-Key was cancelled; send a new key")
 		}
 	}
 	var apiErr *Error
@@ -378,4 +401,15 @@ func (s *Server) actOnRollout(c *gin.Context, name string) {
 		return
 	}
 	c.JSON(http.StatusOK, rolloutBody(st))
+}
+
+// rolloutStatusAnswer is a rollout's status as GET /api/v1/mutations and
+// the decisions on it answer: GET /api/v1/rollouts/{id}'s body.
+func (s *Server) rolloutStatusAnswer(ctx context.Context, id mutationID, info *workflowpb.WorkflowExecutionInfo) any {
+	var st workflows.RolloutStatus
+	if err := s.workflowStatus(ctx, id.wfID, info.GetExecution().GetRunId(), info.GetStatus(), &st); err != nil {
+		k := routes.SplitKey{Tenant: id.parts[1], Service: id.parts[2], Env: id.parts[3]}
+		st = workflows.RolloutStatus{ID: workflows.RolloutID(k, id.parts[4]), WorkflowID: id.wfID, Key: k, Status: statusName(info.GetStatus())}
+	}
+	return rolloutBody(st)
 }
