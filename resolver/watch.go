@@ -24,7 +24,9 @@ import (
 // instance, not one per watched tenant. The tail's rows fan out to the
 // tenant's watchers through bounded buffers: a watcher that falls behind is
 // dropped with a close event rather than buffered without bound, and
-// resumes from its last id.
+// resumes from its last id. Live HTTP/1.1 streams are written by a few
+// writers per instance on connections taken over from net/http
+// (watch_conn.go).
 
 // Defaults for zero WatchOptions fields.
 const (
@@ -63,7 +65,8 @@ type WatchOptions struct {
 	// History bounds concurrent history reads, so reconnecting watchers do
 	// not take every Postgres connection from route lookups.
 	History int
-	// WriteTimeout bounds one write to a watcher's connection.
+	// WriteTimeout bounds one write to a watcher's connection (for a
+	// taken-over stream, how long its socket may accept nothing).
 	WriteTimeout time.Duration
 	// Registerer, when set, gets the watch metrics: watch_streams and
 	// watch_tenants (gauges), watch_changes_sent_total and
