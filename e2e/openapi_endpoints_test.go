@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,7 +29,7 @@ func openapiGet(t *testing.T, ctx context.Context, u string, headers ...string) 
 	res, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer res.Body.Close()
-	if res.Header.Get("Content-Type") == "text/event-stream" {
+	if strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
 		return res, nil
 	}
 	body, err := io.ReadAll(res.Body)
