@@ -18,8 +18,13 @@ import (
 // maxNotBefore is how far ahead a write may be scheduled.
 const maxNotBefore = 90 * 24 * time.Hour
 
+// notBeforeGrace is how far in the past a not_before may be and still mean
+// "apply now" (clock skew, a client that computed "now"); older is 400.
+const notBeforeGrace = time.Minute
+
 // notBefore is a write's not_before: when it was given, the time, and
-// whether it is still ahead (a time already passed means "apply now").
+// whether it is still ahead (a time within notBeforeGrace in the past
+// means "apply now").
 type notBefore struct {
 	at     time.Time
 	future bool
@@ -36,6 +41,9 @@ func parseNotBefore(v string, now time.Time) (*notBefore, error) {
 	}
 	if at.After(now.Add(maxNotBefore)) {
 		return nil, InvalidArgument("not_before must be at most 90 days ahead")
+	}
+	if at.Before(now.Add(-notBeforeGrace)) {
+		return nil, InvalidArgument("not_before is in the past; leave it out to apply now")
 	}
 	return &notBefore{at: at.UTC(), future: at.After(now)}, nil
 }

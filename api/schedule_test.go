@@ -24,7 +24,9 @@ func TestNotBefore(t *testing.T) {
 		{name: "90 days ahead is the limit", v: "2027-03-01T09:00:00Z", given: true, scheduled: true},
 		{name: "more than 90 days ahead is refused", v: "2027-03-01T09:00:01Z", wantErr: true},
 		{name: "now applies now", v: "2026-12-01T09:00:00Z", given: true},
-		{name: "the past applies now", v: "2020-01-01T00:00:00Z", given: true},
+		{name: "a minute ago applies now", v: "2026-12-01T08:59:00Z", given: true},
+		{name: "further in the past is refused", v: "2026-12-01T08:58:59Z", wantErr: true},
+		{name: "years ago is refused", v: "2020-01-01T00:00:00Z", wantErr: true},
 		{name: "a date without a time is refused", v: "2026-12-02", wantErr: true},
 		{name: "garbage is refused", v: "tomorrow", wantErr: true},
 	} {

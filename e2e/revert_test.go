@@ -176,9 +176,12 @@ func TestBadScheduleAndRevertInputIs400(t *testing.T) {
 	require.Len(t, p.eventsFor(t, k), 1)
 	require.Equal(t, http.StatusNotFound, p.do(t, "GET", routePath(routes.Key{Tenant: k.Tenant, Service: k.Service, Env: k.Env, Version: "v2"}), nil).Status)
 
-	// A not_before already past is no error: docs/api.md defines it as
-	// "apply now", the write's normal path.
-	now := p.do(t, "POST", routePath(k)+"/deactivate", map[string]any{"not_before": fromNow(-time.Minute)})
+	// A not_before more than a minute in the past is 400; within the last
+	// minute (clock skew) it means "apply now", the write's normal path.
+	past := p.do(t, "POST", routePath(k)+"/deactivate", map[string]any{"not_before": fromNow(-2 * time.Minute)})
+	require.Equal(t, http.StatusBadRequest, past.Status, past.Raw)
+	require.Contains(t, past.Raw, "not_before")
+	now := p.do(t, "POST", routePath(k)+"/deactivate", map[string]any{"not_before": fromNow(-10 * time.Second)})
 	require.Equal(t, http.StatusOK, now.Status, now.Raw)
 	require.EqualValues(t, 2, now.Body["route"].(map[string]any)["revision"])
 }
