@@ -253,12 +253,25 @@ func (s *Server) runRollout(ctx context.Context, wfID string, in workflows.Rollo
 	})
 	if err == nil {
 		err = handle.Get(ctx, &st)
+		if err == nil && st.Status == workflows.StateAwaitingApproval {
+			// A repeated request gets the start update's recorded answer;
+			// the rollout may have been decided since.
+			var cur workflows.RolloutStatus
+			if s.workflowStatus(ctx, wfID, "", enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, &cur) == nil && cur.Status != "" {
+				st = cur
+			}
+		}
 	} else if temporal.IsWorkflowExecutionAlreadyStartedError(err) {
 		// Same key, and that rollout has ended: answer with its outcome.
 		st, _, err = closedResult[workflows.RolloutStatus](ctx, s, wfID)
-		if err == nil && st.ErrorType != "" && (st.Status == workflows.RolloutRejected ||
-			st.Status == workflows.StateExpired || st.Status == workflows.StateCancelled) {
+		if err == nil && st.Status == workflows.RolloutRejected {
 			err = temporal.NewNonRetryableApplicationError(st.Error, st.ErrorType, nil)
+		}
+	}
+	if err == nil {
+		switch st.ErrorType {
+		case workflows.ErrTypeDenied, workflows.ErrTypeExpired, workflows.ErrTypeCancelled:
+			err = temporal.NewNonRetryableApplicationError(st.Error, st.ErrorType, nil) // ended awaiting approval
 		}
 	}
 	if err != nil {

@@ -311,3 +311,105 @@ func TestATerminatedRolloutFreesTheEnv(t *testing.T) {
 		return next.Status == http.StatusCreated
 	}, "a new rollout of the env starts")
 }
+
+// A rollout of an env the tenant's policy lists waits for approval before
+// its first step, as the tenant's other writes there do: 202
+// awaiting_approval, listed with the mutations awaiting approval, four
+// eyes; approved, it runs to completion. A rejected or cancelled one ends
+// without touching the split and frees the env for the next rollout.
+func TestARolloutOfAnEnvThatNeedsApprovalWaitsForAnApprover(t *testing.T) {
+	t.Parallel()
+	ap := startApprovalPlatform(t)
+	for _, v := range []string{"v1", "v2"} {
+		ap.createRoute(t, routes.Key{Tenant: ap.tenant, Service: "checkout", Env: "prod", Version: v}, "https://"+v+".checkout.example")
+	}
+	ap.requireApproval(t, "prod")
+	path := ap.tenant + "/checkout/prod"
+	start := func(key, to string, headers []string) response {
+		return ap.do(t, "POST", "/api/v1/rollouts", map[string]any{"tenant": ap.tenant, "service": "checkout", "env": "prod", "to": to,
+			"steps": []map[string]any{step(50, "1s"), step(100, "")}}, append([]string{"Idempotency-Key", key}, headers...)...)
+	}
+	splitOf := func() response { return ap.do(t, "GET", "/api/v1/splits/"+path, nil, ap.admin...) }
+	rollout := func(id string) response { return ap.do(t, "GET", "/api/v1/rollouts/"+id, nil, ap.admin...) }
+
+	res := start("gated", "v2", ap.writer)
+	require.Equal(t, http.StatusAccepted, res.Status, res.Raw)
+	require.Equal(t, "awaiting_approval", res.Body["status"], res.Raw)
+	id, wfID := res.Body["id"].(string), res.Body["workflow_id"].(string)
+	require.Equal(t, "rollout/"+id, wfID)
+	again := start("gated", "v2", ap.writer)
+	require.Equal(t, http.StatusAccepted, again.Status, "the same request joins the rollout: %s", again.Raw)
+	require.Equal(t, id, again.Body["id"])
+
+	st := rollout(id)
+	require.Equal(t, http.StatusOK, st.Status, st.Raw)
+	require.Equal(t, "awaiting_approval", st.Body["status"], st.Raw)
+	require.EqualValues(t, 0, st.Body["step"])
+	require.Contains(t, st.Raw, `"ci"`, "requested_by names the writer")
+	require.NotEmpty(t, st.Body["expires_at"], st.Raw)
+	require.Equal(t, http.StatusNotFound, splitOf().Status, "no step before the approval")
+	eventually(t, 15*time.Second, func() bool {
+		l := ap.do(t, "GET", "/api/v1/mutations?status=awaiting_approval&tenant="+ap.tenant, nil, ap.approver...)
+		require.Equal(t, http.StatusOK, l.Status, l.Raw)
+		return strings.Contains(l.Raw, wfID)
+	}, "GET /api/v1/mutations?status=awaiting_approval lists the rollout")
+	require.Equal(t, "awaiting_approval", ap.do(t, "GET", "/api/v1/mutations/"+wfID, nil, ap.approver...).Body["status"])
+
+	pause := ap.do(t, "POST", "/api/v1/rollouts/"+id+"/pause", nil, ap.writer...)
+	require.Equal(t, http.StatusConflict, pause.Status, "a rollout awaiting approval is not paused: %s", pause.Raw)
+	approve := "/api/v1/mutations/" + wfID + "/approve"
+	mine := ap.do(t, "POST", approve, nil, ap.writer...)
+	require.Equal(t, http.StatusForbidden, mine.Status, "the requester (a writer) cannot approve: %s", mine.Raw)
+	foreign := ap.do(t, "POST", approve, nil, ap.foreign...)
+	require.Equal(t, http.StatusNotFound, foreign.Status, "an approver of another tenant does not see it: %s", foreign.Raw)
+	other := start("other", "v2", ap.admin)
+	require.Equal(t, http.StatusConflict, other.Status, "the rollout awaiting approval holds the env: %s", other.Raw)
+	require.Contains(t, other.Raw, "rollout_conflict")
+
+	ok := ap.do(t, "POST", approve, map[string]any{"comment": "CR-7"}, ap.approver...)
+	require.Equal(t, http.StatusOK, ok.Status, ok.Raw)
+	require.Contains(t, ok.Raw, `"alice"`, "approved_by names the approver")
+	require.Equal(t, http.StatusConflict, ap.do(t, "POST", approve, nil, ap.approver...).Status, "a second approval")
+	var done response
+	eventually(t, 30*time.Second, func() bool {
+		done = rollout(id)
+		return done.Body["status"] == "completed"
+	}, "the approved rollout completes")
+	require.EqualValues(t, 100, done.Body["weight"], done.Raw)
+	require.Contains(t, done.Raw, `"approved_by":{`, done.Raw)
+	sp := splitOf()
+	require.Equal(t, map[string]any{"v2": float64(100)}, sp.Body["weights"], sp.Raw)
+	hist := ap.do(t, "GET", "/api/v1/splits/"+path+"/history", nil, ap.admin...)
+	require.Len(t, hist.Body["revisions"], 2, "the two steps, not gated again: %s", hist.Raw)
+	recordClosedHistory(t, ap.platform, wfID, "rollout_approval_history.json")
+
+	// Four eyes binds the admin too; a rejection ends the rollout without
+	// a step and frees the env.
+	back := start("back", "v1", ap.admin)
+	require.Equal(t, http.StatusAccepted, back.Status, back.Raw)
+	backID := back.Body["workflow_id"].(string)
+	self := ap.do(t, "POST", "/api/v1/mutations/"+backID+"/approve", nil, ap.admin...)
+	require.Equal(t, http.StatusForbidden, self.Status, "self-approval: %s", self.Raw)
+	require.Equal(t, "permission_denied", errorCode(self))
+	rej := ap.do(t, "POST", "/api/v1/mutations/"+backID+"/reject", map[string]any{"comment": "freeze"}, ap.approver...)
+	require.Equal(t, http.StatusOK, rej.Status, rej.Raw)
+	require.Equal(t, "rejected", rej.Body["status"], rej.Raw)
+	eventually(t, 15*time.Second, func() bool { return rollout(back.Body["id"].(string)).Body["status"] == "rejected" }, "the rejected rollout ends")
+	recordClosedHistory(t, ap.platform, backID, "rollout_rejected_history.json")
+	require.Equal(t, http.StatusConflict, start("back", "v1", ap.admin).Status, "its key answers the rejection")
+
+	// The env is free again: the writer's next rollout waits, and its
+	// writer cancels it.
+	var next response
+	eventually(t, 15*time.Second, func() bool {
+		next = start("next", "v1", ap.writer)
+		return next.Status == http.StatusAccepted
+	}, "the rejected rollout released the env's lock")
+	c := ap.do(t, "POST", "/api/v1/mutations/"+next.Body["workflow_id"].(string)+"/cancel", nil, ap.writer...)
+	require.Equal(t, http.StatusOK, c.Status, c.Raw)
+	require.Equal(t, "cancelled", c.Body["status"], c.Raw)
+
+	sp = splitOf()
+	require.Equal(t, map[string]any{"v2": float64(100)}, sp.Body["weights"], "neither the rejected nor the cancelled rollout touched the split: %s", sp.Raw)
+	requireConsistentTenant(t, ap.platform, ap.tenant)
+}

@@ -19,6 +19,8 @@ func TestRolloutReplaysRecordedHistories(t *testing.T) {
 		"testdata/rollout_abort_history.json",        // aborted after the first step: the starting split restored
 		"testdata/rollout_check_failed_history.json", // the check gate fails twice: aborted, the split deleted
 		"testdata/rollout_pause_history.json",        // paused, the worker restarted, resumed, completed
+		"testdata/rollout_approval_history.json",     // awaiting approval (policy on prod), approved by another principal, completed
+		"testdata/rollout_rejected_history.json",     // awaiting approval, rejected: no step, the env's lock released
 	} {
 		t.Run(file, func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
