@@ -325,6 +325,9 @@ func runPlatform(ctx context.Context, out io.Writer, cfg config.Config, log *zap
 	// The api's Temporal client reports into the api's /metrics; each worker
 	// instance gets a client of its own on the same connection reporting
 	// into its /metrics (workerClient).
+	if uiURL != "" {
+		cfg.TemporalUIURL = uiURL // the console links to this stack's UI
+	}
 	apiReg := observability.NewRegistry()
 	c, err := openClients(ctx, cfg, log, need{redis: true, temporal: true, mongo: true, metrics: apiReg})
 	if err != nil {

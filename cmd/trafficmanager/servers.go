@@ -24,6 +24,7 @@ import (
 	"github.com/trafficmanager/trafficmanager/auth"
 	"github.com/trafficmanager/trafficmanager/cache"
 	"github.com/trafficmanager/trafficmanager/config"
+	"github.com/trafficmanager/trafficmanager/console"
 	"github.com/trafficmanager/trafficmanager/events"
 	"github.com/trafficmanager/trafficmanager/observability"
 	"github.com/trafficmanager/trafficmanager/policies"
@@ -131,6 +132,8 @@ func runAPI(ctx context.Context, cfg config.Config, log *zap.Logger, reg *promet
 		Log:        log,
 		Limiter:    api.NewTenantLimiter(cfg.TenantWriteRPS, cfg.TenantWriteBurst),
 		Resilience: resilience.New(reg, resilience.Options{IsFailure: api.IsFailure, Log: log}),
+		Console: console.Settings{TemporalUI: cfg.TemporalUIURL, Namespace: cfg.TemporalNamespace,
+			TrustForwardedProto: cfg.ConsoleTrustForwardedProto},
 		Middleware: tracing.Middleware("trafficmanager-api"), // none with traces off
 	}
 	if cfg.Auth {
