@@ -1,0 +1,50 @@
+package tracing
+
+import "testing"
+
+func TestConfigured(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want bool
+	}{
+		{"no variables leave traces off", nil, false},
+		{"an OTLP endpoint turns them on", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318"}, true},
+		{"a traces endpoint turns them on", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://localhost:4318/v1/traces"}, true},
+		{"OTEL_TRACES_EXPORTER=otlp turns them on with the default endpoint", map[string]string{"OTEL_TRACES_EXPORTER": "otlp"}, true},
+		{"OTEL_TRACES_EXPORTER=none wins over an endpoint", map[string]string{"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4318"}, false},
+		{"OTEL_SDK_DISABLED=true wins over everything", map[string]string{"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "otlp"}, false},
+		{"a metrics-only endpoint does not", map[string]string{"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://x:4318"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Configured(func(k string) string { return tt.env[k] }); got != tt.want {
+				t.Errorf("Configured = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestOffInstallsNothing(t *testing.T) {
+	for _, k := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_EXPORTER"} {
+		t.Setenv(k, "")
+	}
+	tr, err := FromEnv(t.Context(), "trafficmanager-test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Enabled() || Active() || Middleware("x") != nil {
+		t.Fatalf("tracing off installed something: enabled %v, active %v", tr.Enabled(), Active())
+	}
+	if err := tr.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUnsupportedProtocolFails(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+	if _, err := FromEnv(t.Context(), "trafficmanager-test", nil); err == nil {
+		t.Fatal("http/json accepted")
+	}
+}
