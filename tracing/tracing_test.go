@@ -1,6 +1,17 @@
 package tracing
 
-import "testing"
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace/noop"
+)
 
 func TestConfigured(t *testing.T) {
 	tests := []struct {
@@ -46,5 +57,41 @@ func TestUnsupportedProtocolFails(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
 	if _, err := FromEnv(t.Context(), "trafficmanager-test", nil); err == nil {
 		t.Fatal("http/json accepted")
+	}
+}
+
+func TestFromEnvExportsOverOTLPHTTP(t *testing.T) {
+	got := make(chan string, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got <- fmt.Sprintf("%s %s %s %d", r.Method, r.URL.Path, r.Header.Get("Content-Type"), len(body))
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer srv.Close()
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
+	t.Setenv("OTEL_SERVICE_NAME", "")
+	tr, err := FromEnv(t.Context(), "trafficmanager-test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		otel.SetTracerProvider(noop.NewTracerProvider())
+		otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator())
+	})
+	if !tr.Enabled() || !Active() || len(Middleware("x")) != 1 {
+		t.Fatal("tracing not on with OTEL_EXPORTER_OTLP_ENDPOINT set")
+	}
+	_, span := otel.Tracer("test").Start(t.Context(), "one")
+	span.End()
+	if err := tr.Shutdown(t.Context()); err != nil { // flushes the batch
+		t.Fatal(err)
+	}
+	select {
+	case req := <-got:
+		if !strings.HasPrefix(req, "POST /v1/traces application/x-protobuf ") {
+			t.Fatalf("export request %q", req)
+		}
+	default:
+		t.Fatal("nothing exported")
 	}
 }

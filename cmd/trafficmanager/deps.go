@@ -94,15 +94,9 @@ func dialTemporal(ctx context.Context, cfg config.Config, log *zap.Logger, reg p
 		}
 		o.MetricsHandler = h
 	}
-	if tracing.Active() {
-		// Client calls (starting a workflow from a request) carry the span
-		// in Temporal headers; workers built on this client get the same
-		// interceptor, so workflow and activity spans join that trace.
-		ic, err := temporalotel.NewTracingInterceptor(temporalotel.TracerOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("temporal tracing interceptor: %w", err)
-		}
-		o.Interceptors = []interceptor.ClientInterceptor{ic}
+	var err error
+	if o.Interceptors, err = temporalInterceptors(); err != nil {
+		return nil, err
 	}
 	if cfg.TemporalCompression == "none" {
 		o.ConnectionOptions.GrpcCompression = &client.GrpcCompressionNone{}
@@ -112,6 +106,22 @@ func dialTemporal(ctx context.Context, cfg config.Config, log *zap.Logger, reg p
 		return nil, fmt.Errorf("connect temporal at %s (TM_TEMPORAL_ADDRESS): %w", cfg.TemporalAddress, err)
 	}
 	return c, nil
+}
+
+// temporalInterceptors returns the Temporal SDK's OpenTelemetry tracing
+// interceptor when traces are on, else none. On a client, calls (starting a
+// workflow from a request) carry the span in Temporal headers; workers built
+// on that client get the same interceptor, so workflow and activity spans
+// join the request's trace.
+func temporalInterceptors() ([]interceptor.ClientInterceptor, error) {
+	if !tracing.Active() {
+		return nil, nil
+	}
+	ic, err := temporalotel.NewTracingInterceptor(temporalotel.TracerOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("temporal tracing interceptor: %w", err)
+	}
+	return []interceptor.ClientInterceptor{ic}, nil
 }
 
 // clients are the connections a process opens from its configuration.

@@ -328,6 +328,12 @@ func runPlatform(ctx context.Context, out io.Writer, cfg config.Config, log *zap
 	if uiURL != "" {
 		cfg.TemporalUIURL = uiURL // the console links to this stack's UI
 	}
+	// OTEL_* variables turn traces on for every instance (docs/tracing.md).
+	stopTracing, err := startTracing(ctx, "trafficmanager-dev", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	apiReg := observability.NewRegistry()
 	c, err := openClients(ctx, cfg, log, need{redis: true, temporal: true, mongo: true, metrics: apiReg})
 	if err != nil {

@@ -115,5 +115,8 @@ func workerClient(ctx context.Context, tc client.Client, cfg config.Config, log 
 		return nil, err
 	}
 	o.MetricsHandler = h
+	if o.Interceptors, err = temporalInterceptors(); err != nil { // traces on: as dialTemporal's
+		return nil, err
+	}
 	return client.NewClientFromExistingWithContext(ctx, tc, o)
 }
