@@ -94,9 +94,10 @@ func TestListedStatusesComeFromTmStatusAndTheExecution(t *testing.T) {
 func TestTheVisibilityQueryOfAListing(t *testing.T) {
 	q := mutationQuery{tenants: []string{"team-a", "team-b"}, status: "awaiting_approval"}
 	// Rollouts awaiting approval are decided as mutations are: listed too.
-	require.Equal(t, `WorkflowType IN ('RouteMutation', 'RouteBatch', 'Rollout') AND TmTenant IN ('team-a', 'team-b') AND TmStatus = 'awaiting_approval' AND ExecutionStatus = 'Running'`, q.visibilityQuery())
+	require.Equal(t, `WorkflowType IN ('RouteMutation', 'RouteBatch', 'SplitMutation', 'Rollout') AND TmTenant IN ('team-a', 'team-b') AND TmStatus = 'awaiting_approval' AND ExecutionStatus = 'Running'`, q.visibilityQuery())
 	q = mutationQuery{status: "failed"}
-	require.Equal(t, `WorkflowType IN ('RouteMutation', 'RouteBatch') AND (ExecutionStatus IN ('Failed', 'Terminated', 'TimedOut', 'Canceled') OR TmStatus = 'failed')`, q.visibilityQuery())
+	// Split mutations are listed for every status.
+	require.Equal(t, `WorkflowType IN ('RouteMutation', 'RouteBatch', 'SplitMutation') AND (ExecutionStatus IN ('Failed', 'Terminated', 'TimedOut', 'Canceled') OR TmStatus = 'failed')`, q.visibilityQuery())
 	for status := range listStatuses {
 		require.NotEmpty(t, mutationQuery{status: status}.visibilityQuery())
 	}

@@ -73,6 +73,13 @@ type mutationQuery struct {
 // tenants to the token's. empty is true when the token sees no tenant at
 // all (nothing to list).
 func parseMutationQuery(c *gin.Context) (q mutationQuery, empty bool, err error) {
+	return parseListQuery(c, listStatuses, "status must be one of scheduled, awaiting_approval, running, revert_pending, failed, completed, rejected, expired, cancelled")
+}
+
+// parseListQuery validates tenant, status (one of statuses' keys, else
+// statusHelp), limit and cursor of a visibility listing (mutations,
+// rollouts) and scopes the tenants to the token's.
+func parseListQuery(c *gin.Context, statuses map[string]string, statusHelp string) (q mutationQuery, empty bool, err error) {
 	tenant := c.Query("tenant")
 	if tenant != "" {
 		if err := routes.ValidateName("tenant", tenant); err != nil {
@@ -80,8 +87,8 @@ func parseMutationQuery(c *gin.Context) (q mutationQuery, empty bool, err error)
 		}
 	}
 	q.status = c.Query("status")
-	if _, ok := listStatuses[q.status]; q.status != "" && !ok {
-		return q, false, InvalidArgument("status must be one of scheduled, awaiting_approval, running, revert_pending, failed, completed, rejected, expired, cancelled")
+	if _, ok := statuses[q.status]; q.status != "" && !ok {
+		return q, false, InvalidArgument(statusHelp)
 	}
 	q.limit = defaultMutationsLimit
 	if v, ok := c.GetQuery("limit"); ok {
@@ -114,21 +121,56 @@ func parseMutationQuery(c *gin.Context) (q mutationQuery, empty bool, err error)
 	return q, false, nil
 }
 
-// visibilityQuery is q as a Temporal visibility query. Tenant names are
-// validated names (letters, digits, '-'), so quoting them is enough.
-func (q mutationQuery) visibilityQuery() string {
-	types := `WorkflowType IN ('` + workflows.WorkflowType + `', '` + workflows.BatchWorkflowType + `')`
-	if q.status == workflows.StateAwaitingApproval {
-		// A rollout awaiting approval is decided as a mutation is.
-		types = `WorkflowType IN ('` + workflows.WorkflowType + `', '` + workflows.BatchWorkflowType + `', '` + workflows.RolloutWorkflowType + `')`
+// tenantClause restricts a visibility query to tenants (validated names:
+// letters, digits, '-', so quoting them is enough).
+func tenantClause(tenants []string) string {
+	quoted := make([]string, len(tenants))
+	for i, t := range tenants {
+		quoted[i] = "'" + strings.ReplaceAll(t, "'", "") + "'"
 	}
-	parts := []string{types}
-	if q.tenants != nil {
-		quoted := make([]string, len(q.tenants))
-		for i, t := range q.tenants {
-			quoted[i] = "'" + strings.ReplaceAll(t, "'", "") + "'"
+	return "TmTenant IN (" + strings.Join(quoted, ", ") + ")"
+}
+
+// listPage runs one page of a visibility listing; a cursor Temporal
+// refuses is the client's 400. ok is false once the error is written.
+func (s *Server) listPage(c *gin.Context, q mutationQuery, query string) (*workflowservice.ListWorkflowExecutionsResponse, bool) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 5*time.Second)
+	defer cancel()
+	resp, err := s.o.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		PageSize:      int32(q.limit),
+		NextPageToken: q.cursor,
+		Query:         query,
+	})
+	if err != nil {
+		if code, ok := serviceCode(err); ok && code == codes.InvalidArgument && q.cursor != nil {
+			WriteError(c, nil, InvalidArgument("cursor is not a next_cursor of this list"))
+			return nil, false
 		}
-		parts = append(parts, "TmTenant IN ("+strings.Join(quoted, ", ")+")")
+		WriteError(c, s.log, temporalError(err))
+		return nil, false
+	}
+	return resp, true
+}
+
+// nextCursor is the next_cursor of a page: "" on the last one.
+func nextCursor(resp *workflowservice.ListWorkflowExecutionsResponse) string {
+	if tok := resp.GetNextPageToken(); len(tok) > 0 {
+		return base64.RawURLEncoding.EncodeToString(tok)
+	}
+	return ""
+}
+
+// visibilityQuery is q as a Temporal visibility query: route, batch and
+// split mutations, and rollouts when they can await approval (a rollout
+// awaiting approval is decided as a mutation is).
+func (q mutationQuery) visibilityQuery() string {
+	types := []string{workflows.WorkflowType, workflows.BatchWorkflowType, workflows.SplitWorkflowType}
+	if q.status == workflows.StateAwaitingApproval {
+		types = append(types, workflows.RolloutWorkflowType)
+	}
+	parts := []string{"WorkflowType IN ('" + strings.Join(types, "', '") + "')"}
+	if q.tenants != nil {
+		parts = append(parts, tenantClause(q.tenants))
 	}
 	if q.status != "" {
 		parts = append(parts, listStatuses[q.status])
@@ -148,27 +190,13 @@ func (s *Server) listMutations(c *gin.Context) {
 		c.JSON(http.StatusOK, mutationList{Mutations: []listedMutation{}})
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), 5*time.Second)
-	defer cancel()
-	resp, err := s.o.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-		PageSize:      int32(q.limit),
-		NextPageToken: q.cursor,
-		Query:         q.visibilityQuery(),
-	})
-	if err != nil {
-		if code, ok := serviceCode(err); ok && code == codes.InvalidArgument && q.cursor != nil {
-			WriteError(c, nil, InvalidArgument("cursor is not a next_cursor of this list"))
-			return
-		}
-		WriteError(c, s.log, temporalError(err))
+	resp, ok := s.listPage(c, q, q.visibilityQuery())
+	if !ok {
 		return
 	}
-	out := mutationList{Mutations: make([]listedMutation, 0, len(resp.GetExecutions()))}
+	out := mutationList{Mutations: make([]listedMutation, 0, len(resp.GetExecutions())), NextCursor: nextCursor(resp)}
 	for _, info := range resp.GetExecutions() {
 		out.Mutations = append(out.Mutations, listed(info))
-	}
-	if tok := resp.GetNextPageToken(); len(tok) > 0 {
-		out.NextCursor = base64.RawURLEncoding.EncodeToString(tok)
 	}
 	c.JSON(http.StatusOK, out)
 }
@@ -186,9 +214,15 @@ func listed(info *workflowpb.WorkflowExecutionInfo) listedMutation {
 		Action:     keyword(attrs, "TmAction"),
 	}
 	if id, ok := parseMutationID(wfID); ok && !id.batch {
-		out.Route = id.key()
-		if id.rollout {
-			out.Action = "rollout"
+		switch k := id.key(); {
+		case id.split:
+			// The split's key (no version: a split names several);
+			// TmAction is split_updated or split_deleted.
+			out.Route = routes.SplitKey{Tenant: k.Tenant, Service: k.Service, Env: k.Env}
+		case id.rollout:
+			out.Route, out.Action = k, "rollout"
+		default:
+			out.Route = k
 		}
 	} else {
 		out.Route = map[string]string{"tenant": keyword(attrs, "TmTenant")}

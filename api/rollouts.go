@@ -44,6 +44,7 @@ func rolloutNotFound() *Error {
 
 func (s *Server) registerRollouts(v1 gin.IRoutes) {
 	v1.POST("/rollouts", s.startRollout)
+	v1.GET("/rollouts", s.listRollouts)
 	v1.GET("/rollouts/:tenant/:service/:env/:key", s.getRollout)
 	for _, name := range []string{workflows.PauseUpdate, workflows.ResumeUpdate, workflows.PromoteUpdate, workflows.AbortUpdate} {
 		v1.POST("/rollouts/:tenant/:service/:env/:key/"+name, func(c *gin.Context) { s.actOnRollout(c, name) })
@@ -241,8 +242,9 @@ func (s *Server) runRollout(ctx context.Context, wfID string, in workflows.Rollo
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		TypedSearchAttributes:    workflows.RolloutSearchAttributes(in.Key, in.Approval != nil),
 	}
+	opts.Memo = map[string]any{"to": in.To} // GET /api/v1/rollouts lists it without a query
 	if in.Approval != nil && in.RequestedBy != nil {
-		opts.Memo = map[string]any{"requested_by": in.RequestedBy} // listed without a query
+		opts.Memo["requested_by"] = in.RequestedBy // listed without a query
 	}
 	startOp := s.o.Temporal.NewWithStartWorkflowOperation(opts, workflows.RolloutWorkflowType, in)
 	handle, err := s.o.Temporal.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
