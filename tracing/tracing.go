@@ -15,6 +15,7 @@ package tracing
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 
@@ -152,12 +153,23 @@ func Active() bool {
 
 // Middleware returns otelgin's middleware, which starts a server span per
 // request ("METHOD /route/:pattern") and puts it in the request context;
-// nil when not Active, so no request pays for it.
+// nil when not Active, so no request pays for it. Probes and /metrics are
+// not traced.
 func Middleware(server string) []gin.HandlerFunc {
 	if !Active() {
 		return nil
 	}
-	return []gin.HandlerFunc{otelgin.Middleware(server)}
+	return []gin.HandlerFunc{otelgin.Middleware(server, otelgin.WithFilter(traced))}
+}
+
+// traced leaves probes and scrapes out of the traces: a load balancer's
+// /readyz every second would outnumber the requests worth reading.
+func traced(r *http.Request) bool {
+	switch r.URL.Path {
+	case "/healthz", "/readyz", "/metrics", "/health/resilience":
+		return false
+	}
+	return true
 }
 
 // Pgx sets otelpgx's tracer on pc's connections when Active: a span per

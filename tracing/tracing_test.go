@@ -95,3 +95,12 @@ func TestFromEnvExportsOverOTLPHTTP(t *testing.T) {
 		t.Fatal("nothing exported")
 	}
 }
+
+func TestProbesAreNotTraced(t *testing.T) {
+	for path, want := range map[string]bool{"/healthz": false, "/readyz": false, "/metrics": false,
+		"/health/resilience": false, "/api/v1/routes": true, "/api/v1/resolve/a/b/c/v1": true} {
+		if got := traced(httptest.NewRequest(http.MethodGet, path, nil)); got != want {
+			t.Errorf("traced(%s) = %v, want %v", path, got, want)
+		}
+	}
+}

@@ -1,8 +1,8 @@
 // Package mongotrace traces MongoDB commands with a CommandMonitor: the
 // driver (go.mongodb.org/mongo-driver/v2) ships no OpenTelemetry support and
 // contrib's otelmongo is for v1 only. It lives apart from package tracing so
-// that the resolver, which links tracing's helpers through cmd only, never
-// links the MongoDB driver.
+// that importing tracing never links the MongoDB driver (the resolver's
+// dependencies must hold none: resolver/deps_test.go).
 package mongotrace
 
 import (
