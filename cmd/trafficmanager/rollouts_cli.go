@@ -1,6 +1,9 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -57,7 +60,67 @@ func rolloutPath(id string) (string, error) {
 	return "/api/v1/rollouts/" + id, nil
 }
 
-// newRolloutsCmd is `rollouts start|status|pause|resume|promote|abort`.
+// rolloutListAnswer is GET /api/v1/rollouts's answer.
+type rolloutListAnswer struct {
+	Rollouts []struct {
+		ID        string `json:"id"`
+		Status    string `json:"status"`
+		To        string `json:"to"`
+		StartedAt string `json:"started_at"`
+	} `json:"rollouts"`
+	NextCursor string `json:"next_cursor"`
+}
+
+// newRolloutsListCmd is `rollouts list`: one page of rollouts from
+// Temporal visibility, scoped to the token's tenants.
+func newRolloutsListCmd(cf *clientFlags) *cobra.Command {
+	var tenant, service, env, status, cursor string
+	var limit int
+	cmd := &cobra.Command{Use: "list", Short: "List rollouts (newest first), one page at a time", Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := cf.validate(); err != nil {
+				return err
+			}
+			if limit < 0 || limit > 200 {
+				return usageErr("--limit must be 1 to 200")
+			}
+			q := url.Values{}
+			for _, p := range [][2]string{{"tenant", tenant}, {"service", service}, {"env", env}, {"status", status}, {"cursor", cursor}} {
+				if p[1] != "" {
+					q.Set(p[0], p[1])
+				}
+			}
+			if limit > 0 {
+				q.Set("limit", strconv.Itoa(limit))
+			}
+			var raw json.RawMessage
+			if _, err := cf.call(c.Context(), "GET", "/api/v1/rollouts", q, nil, &raw); err != nil {
+				return err
+			}
+			var out rolloutListAnswer
+			if err := json.Unmarshal(raw, &out); err != nil {
+				return fmt.Errorf("decoding the answer: %w", err)
+			}
+			rows := make([][]string, 0, len(out.Rollouts))
+			for _, r := range out.Rollouts {
+				rows = append(rows, []string{r.ID, r.Status, dash(r.To), dash(r.StartedAt)})
+			}
+			if err := cf.print(c.OutOrStdout(), raw, []string{"ID", "STATUS", "TO", "STARTED"}, rows); err != nil {
+				return err
+			}
+			printNextCursor(c.OutOrStdout(), cf, out.NextCursor)
+			return nil
+		}}
+	cmd.Flags().StringVar(&tenant, "tenant", "", "only this tenant's rollouts")
+	cmd.Flags().StringVar(&service, "service", "", "only this service's rollouts")
+	cmd.Flags().StringVar(&env, "env", "", "only this environment's rollouts")
+	cmd.Flags().StringVar(&status, "status", "", "only rollouts in this state: running, paused, awaiting_approval, completed, aborted, rejected, expired, cancelled or failed")
+	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many rollouts (1 to 200; default: the api's, 50)")
+	cmd.Flags().StringVar(&cursor, "cursor", "", "the next page's cursor, as the previous page printed it")
+	return cmd
+}
+
+// newRolloutsCmd is `rollouts start|status|list|pause|resume|promote|abort`.
 func newRolloutsCmd() *cobra.Command {
 	var cf clientFlags
 	cmd := &cobra.Command{Use: "rollouts", Short: "Progressive rollouts of a version through weighted splits (docs/rollouts.md)"}
@@ -136,7 +199,7 @@ func newRolloutsCmd() *cobra.Command {
 			}
 			return show(c, out)
 		}}
-	cmd.AddCommand(start, status)
+	cmd.AddCommand(start, status, newRolloutsListCmd(&cf))
 	for _, a := range []struct{ name, short string }{
 		{"pause", "Pause a rollout: its pause's remaining time is held"},
 		{"resume", "Resume a paused rollout"},
