@@ -105,8 +105,12 @@ func (c *Console) decide(g *gin.Context) {
 	_ = a.decode(&m)
 	v.sess.setFlash(done + ": the mutation is now " + m.Status + ".")
 	back := "/ui/mutations/" + escapeSegments(wfID)
-	if r := g.PostForm("return"); r == "list" {
+	switch r := g.PostForm("return"); {
+	case r == "list":
 		back = "/ui/mutations"
+	case r == "rollout" && strings.HasPrefix(wfID, "rollout/"):
+		// Decided from the rollout's page: back to it.
+		back = "/ui/rollouts/" + escapeSegments(strings.TrimPrefix(wfID, "rollout/"))
 	}
 	g.Redirect(http.StatusSeeOther, back)
 }

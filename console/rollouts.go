@@ -2,6 +2,7 @@ package console
 
 import (
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -39,22 +40,80 @@ type rolloutStatus struct {
 	Starting      map[string]int `json:"starting_split"`
 	CheckFailures int            `json:"check_failures"`
 	RequestedBy   *actor         `json:"requested_by"`
+	ApprovedBy    *actor         `json:"approved_by"`
+	RejectedBy    *actor         `json:"rejected_by"`
+	Comment       string         `json:"comment"`
+	ExpiresAt     *time.Time     `json:"expires_at"`
 }
 
 // Running reports whether pause/resume/promote/abort may apply.
 func (r rolloutStatus) Running() bool { return r.Status == "running" || r.Status == "paused" }
 
-// rolloutsPage is the start form and a lookup by id (the API lists no
-// rollouts; the mutations page and the Temporal UI find older ones).
+// RequesterID is who started the rollout: an approver may not approve
+// their own (the API's four-eyes rule, shown here so the buttons match).
+func (r rolloutStatus) RequesterID() string {
+	if r.RequestedBy == nil {
+		return ""
+	}
+	return r.RequestedBy.ID
+}
+
+// listedRollout is one rollout of GET /api/v1/rollouts.
+type listedRollout struct {
+	ID         string     `json:"id"`
+	WorkflowID string     `json:"workflow_id"`
+	Status     string     `json:"status"`
+	Service    string     `json:"service"`
+	Env        string     `json:"env"`
+	To         string     `json:"to"`
+	StartedAt  *time.Time `json:"started_at"`
+}
+
+type rolloutList struct {
+	Rollouts   []listedRollout `json:"rollouts"`
+	NextCursor string          `json:"next_cursor"`
+}
+
+// rolloutFilterStates are the status filter's choices (the API's).
+var rolloutFilterStates = []string{"running", "paused", "awaiting_approval", "completed", "aborted", "rejected", "expired", "cancelled", "failed"}
+
+// rolloutsPage lists the viewer's rollouts (GET /api/v1/rollouts, by
+// tenant and status, a page at a time), opens one by id and has the
+// start form.
 func (c *Console) rolloutsPage(g *gin.Context) {
 	v := viewerOf(g)
 	if id := strings.Trim(g.Query("id"), "/ "); id != "" {
 		g.Redirect(http.StatusSeeOther, "/ui/rollouts/"+escapeSegments(id))
 		return
 	}
+	tenant, status := strings.TrimSpace(g.Query("tenant")), g.Query("status")
+	q := url.Values{"limit": {"30"}}
+	for name, val := range map[string]string{"tenant": tenant, "status": status, "cursor": g.Query("cursor")} {
+		if val != "" {
+			q.Set(name, val)
+		}
+	}
+	a, err := c.call(g.Request.Context(), v, request{method: http.MethodGet, path: "/api/v1/rollouts?" + q.Encode()})
+	if err != nil {
+		c.fail(g, http.StatusInternalServerError, "internal error")
+		return
+	}
+	if !a.OK() {
+		c.apiFail(g, a, "Listing rollouts")
+		return
+	}
+	var list rolloutList
+	_ = a.decode(&list)
+	next := ""
+	if list.NextCursor != "" {
+		q.Set("cursor", list.NextCursor)
+		q.Del("limit")
+		next = "/ui/rollouts?" + q.Encode()
+	}
 	c.render(g, http.StatusOK, "rollouts", v, map[string]any{
 		"Tenants": tenantChoices(v), "IdemKey": uuid.NewString(), "Flash": v.sess.takeFlash(),
-		"Started": v.sess.startedRollouts(),
+		"Started": v.sess.startedRollouts(), "Rollouts": list.Rollouts, "Next": next,
+		"Tenant": tenant, "Status": status, "States": rolloutFilterStates,
 	})
 }
 
