@@ -353,6 +353,11 @@ func TestARolloutOfAnEnvThatNeedsApprovalWaitsForAnApprover(t *testing.T) {
 		require.Equal(t, http.StatusOK, l.Status, l.Raw)
 		return strings.Contains(l.Raw, wfID)
 	}, "GET /api/v1/mutations?status=awaiting_approval lists the rollout")
+	eventually(t, 15*time.Second, func() bool {
+		l := ap.do(t, "GET", "/api/v1/rollouts?status=awaiting_approval&service=checkout&tenant="+ap.tenant, nil, ap.approver...)
+		require.Equal(t, http.StatusOK, l.Status, l.Raw)
+		return strings.Contains(l.Raw, `{"id":"`+id+`","workflow_id":"`+wfID+`","status":"awaiting_approval","service":"checkout","env":"prod","to":"v2"`)
+	}, "GET /api/v1/rollouts?status=awaiting_approval lists the rollout with its target")
 	require.Equal(t, "awaiting_approval", ap.do(t, "GET", "/api/v1/mutations/"+wfID, nil, ap.approver...).Body["status"])
 
 	pause := ap.do(t, "POST", "/api/v1/rollouts/"+id+"/pause", nil, ap.writer...)

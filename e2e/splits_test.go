@@ -185,6 +185,11 @@ func TestASplitChangeWaitsForApprovalAndForItsTime(t *testing.T) {
 	require.Equal(t, http.StatusOK, st.Status, st.Raw)
 	require.Equal(t, "awaiting_approval", st.Body["status"], st.Raw)
 	require.Equal(t, http.StatusNotFound, ap.do(t, "GET", prod, nil, ap.admin...).Status, "nothing applies before the approval")
+	eventually(t, 15*time.Second, func() bool {
+		l := ap.do(t, "GET", "/api/v1/mutations?status=awaiting_approval&tenant="+ap.tenant, nil, ap.approver...)
+		require.Equal(t, http.StatusOK, l.Status, l.Raw)
+		return strings.Contains(l.Raw, `"workflow_id":"`+wfID+`","run_id"`) && strings.Contains(l.Raw, `"action":"split_updated"`)
+	}, "GET /api/v1/mutations?status=awaiting_approval lists the split change")
 
 	mine := ap.do(t, "POST", "/api/v1/mutations/"+wfID+"/approve", nil, ap.writer...)
 	require.Equal(t, http.StatusForbidden, mine.Status, mine.Raw)
