@@ -252,6 +252,29 @@ func TestTheConsoleKeepsTheAPIsRules(t *testing.T) {
 		require.Equal(t, http.StatusSeeOther, res.StatusCode)
 		require.Equal(t, "/ui/login", res.Header.Get("Location"))
 	})
+
+	t.Run("the rollouts page lists a rollout awaiting approval and an approver rejects it there", func(t *testing.T) {
+		for _, v := range []string{"v1", "v2"} {
+			ap.createRoute(t, routes.Key{Tenant: ap.tenant, Service: "shop", Env: "prod", Version: v}, "https://"+v+".shop.example")
+		}
+		ap.requireApproval(t, "prod")
+		res := ap.do(t, "POST", "/api/v1/rollouts", map[string]any{"tenant": ap.tenant, "service": "shop", "env": "prod", "to": "v2",
+			"steps": []map[string]any{step(100, "")}}, append([]string{"Idempotency-Key", "console-gated"}, ap.writer...)...)
+		require.Equal(t, http.StatusAccepted, res.Status, res.Raw)
+		id := res.Body["id"].(string)
+		b := newBrowserless(t, base)
+		b.signIn(secretOf(ap.approver))
+		eventually(t, 15*time.Second, func() bool {
+			_, body := b.get("/ui/rollouts?status=awaiting_approval&tenant=" + ap.tenant)
+			return strings.Contains(body, `href="/ui/rollouts/`+id+`"`)
+		}, "the rollouts page lists the rollout awaiting approval")
+		_, page := b.get("/ui/rollouts/" + id)
+		require.Contains(t, page, `id="approve"`)
+		r, body := b.post("/ui/mutations/rollout/"+id+"/reject", url.Values{"return": {"rollout"}, "comment": {"not now"}})
+		require.Equal(t, http.StatusSeeOther, r.StatusCode, body)
+		require.Equal(t, "/ui/rollouts/"+id, r.Header.Get("Location"))
+		require.Equal(t, "rejected", ap.do(t, "GET", "/api/v1/rollouts/"+id, nil, ap.admin...).Body["status"])
+	})
 }
 
 // adminSecret is the platform's admin token.
