@@ -51,7 +51,9 @@ import (
 // global tracer provider, and parallel tests run only after it.
 func TestOneWriteIsOneTrace(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	smp, err := tracing.Sampler(func(string) string { return "" }) // FromEnv's, with no OTEL_TRACES_SAMPLER
+	require.NoError(t, err)
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithSampler(smp))
 	tracing.Install(tp)
 	t.Cleanup(func() {
 		otel.SetTracerProvider(noop.NewTracerProvider())

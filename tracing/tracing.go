@@ -66,6 +66,10 @@ func FromEnv(ctx context.Context, service string, log *zap.Logger) (*Tracing, er
 	if !Configured(os.Getenv) {
 		return &Tracing{}, nil
 	}
+	smp, err := Sampler(os.Getenv) // checked before the exporter dials anything
+	if err != nil {
+		return nil, err
+	}
 	exp, protocol, err := newExporter(ctx)
 	if err != nil {
 		return nil, err
@@ -80,8 +84,8 @@ func FromEnv(ctx context.Context, service string, log *zap.Logger) (*Tracing, er
 	if err != nil {
 		return nil, fmt.Errorf("tracing resource: %w", err)
 	}
-	// The SDK reads OTEL_TRACES_SAMPLER(_ARG) and OTEL_BSP_* itself.
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	// The batch processor reads OTEL_BSP_* itself.
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res), sdktrace.WithSampler(smp))
 	Install(tp)
 	if log != nil {
 		log.Info("tracing on", zap.String("protocol", protocol), zap.String("service", serviceName(res, service)))

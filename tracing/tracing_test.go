@@ -1,6 +1,7 @@
 package tracing
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 )
 
@@ -102,5 +105,43 @@ func TestProbesAreNotTraced(t *testing.T) {
 		if got := traced(httptest.NewRequest(http.MethodGet, path, nil)); got != want {
 			t.Errorf("traced(%s) = %v, want %v", path, got, want)
 		}
+	}
+}
+
+func TestSampler(t *testing.T) {
+	tp := sdktrace.NewTracerProvider()
+	parent, span := tp.Tracer("t").Start(t.Context(), "request")
+	defer span.End()
+	tests := []struct {
+		name    string
+		sampler string
+		ctx     context.Context
+		kind    trace.SpanKind
+		want    sdktrace.SamplingDecision
+	}{
+		{"a server span starting a trace is sampled", "", t.Context(), trace.SpanKindServer, sdktrace.RecordAndSample},
+		{"a client span inside a trace is sampled", "", parent, trace.SpanKindClient, sdktrace.RecordAndSample},
+		{"a driver call outside any trace is dropped", "", t.Context(), trace.SpanKindClient, sdktrace.Drop},
+		{"always_off drops a request", "always_off", t.Context(), trace.SpanKindServer, sdktrace.Drop},
+		{"traceidratio 0 drops a request", "traceidratio", t.Context(), trace.SpanKindServer, sdktrace.Drop},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{"OTEL_TRACES_SAMPLER": tt.sampler, "OTEL_TRACES_SAMPLER_ARG": "0"}
+			if tt.sampler == "" {
+				delete(env, "OTEL_TRACES_SAMPLER_ARG")
+			}
+			s, err := Sampler(func(k string) string { return env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := s.ShouldSample(sdktrace.SamplingParameters{ParentContext: tt.ctx, TraceID: trace.TraceID{1}, Name: "x", Kind: tt.kind})
+			if res.Decision != tt.want {
+				t.Errorf("decision %v, want %v", res.Decision, tt.want)
+			}
+		})
+	}
+	if _, err := Sampler(func(k string) string { return map[string]string{"OTEL_TRACES_SAMPLER": "jaeger_remote"}[k] }); err == nil {
+		t.Error("an unsupported sampler is accepted")
 	}
 }
