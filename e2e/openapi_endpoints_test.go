@@ -80,3 +80,18 @@ func TestTheOpenAPIDocumentsAreServedAndTheEndpointsOtherTestsSkipMatchThem(t *t
 	res, _ = openapiGet(t, wctx, rURL+"/api/v1/watch/"+tenant)
 	require.Contains(t, []int{http.StatusOK, http.StatusServiceUnavailable}, res.StatusCode)
 }
+
+// A rollout promoted through the API (the CLI test promotes through a child
+// process, which the validating transport does not see).
+func TestARolloutPromotedThroughTheAPIMatchesTheDocument(t *testing.T) {
+	t.Parallel()
+	p := startPlatform(t, 10*time.Second)
+	e := newRolloutEnv(t, p)
+	started := e.start(t, testenv.Name(t, "k"), []map[string]any{step(10, "1h"), step(100, "")}, nil)
+	require.Equal(t, http.StatusCreated, started.Status, started.Raw)
+	id := started.Body["id"].(string)
+	e.await(t, id, 20*time.Second, func(b map[string]any) bool { return b["weight"] == float64(10) }, "first step applied")
+	promoted := p.do(t, "POST", "/api/v1/rollouts/"+id+"/promote", nil)
+	require.Equal(t, http.StatusOK, promoted.Status, promoted.Raw)
+	e.await(t, id, 20*time.Second, statusIs("completed"), "promoted rollout completes")
+}
