@@ -101,7 +101,8 @@ func TestBadNamesAre400WithoutALookup(t *testing.T) {
 		{"a service with an underscore", "/api/v1/resolve/acme/check_out/prod/v1", "service"},
 		{"an env ending with a dash", "/api/v1/resolve/acme/checkout/prod-/v1", "env"},
 		{"a missing env and version", "/api/v1/resolve/acme/checkout", "env"},
-		{"a missing version", "/api/v1/resolve/acme/checkout/prod", "version"},
+		// (/api/v1/resolve/acme/checkout/prod, without a version, is the
+		// unversioned resolve of a split: resolver/split*_test.go.)
 		{"an empty version", "/api/v1/resolve/acme/checkout/prod/", "version"},
 		{"a version with a slash", "/api/v1/resolve/acme/checkout/prod/v1/extra", "version"},
 		{"a version with an escaped slash", "/api/v1/resolve/acme/checkout/prod/v1%2Fx", "version"},
