@@ -35,7 +35,7 @@ func buildSlotTable(versions []string, w routes.Weights) *slotTable {
 		if n := w[v]; n > 0 {
 			inv[i] = 1 / float64(n)
 		}
-		seeds[i] = fnv64(v)
+		seeds[i] = routes.SlotHash(v)
 	}
 	for s := range t {
 		best, bestScore := 0, math.Inf(1)
@@ -43,7 +43,7 @@ func buildSlotTable(versions []string, w routes.Weights) *slotTable {
 			if inv[i] == 0 {
 				continue
 			}
-			h := mix64(seeds[i] ^ mix64(uint64(s)+0x9e3779b97f4a7c15))
+			h := routes.SlotMix(seeds[i] ^ routes.SlotMix(uint64(s)+0x9e3779b97f4a7c15))
 			u := (float64(h>>11) + 0.5) / (1 << 53) // uniform in (0, 1)
 			if score := -math.Log(u) * inv[i]; score < bestScore {
 				best, bestScore = i, score
@@ -57,24 +57,5 @@ func buildSlotTable(versions []string, w routes.Weights) *slotTable {
 // keySlot is the slot of a routing key (X-Route-Key): FNV-1a, finalised
 // by a 64-bit mixer so that similar keys spread evenly. No allocation.
 func keySlot(key string) int {
-	return int(mix64(fnv64(key)) % splitSlots)
-}
-
-func fnv64(s string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= 1099511628211
-	}
-	return h
-}
-
-// mix64 is the splitmix64 finaliser.
-func mix64(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
+	return int(routes.SlotMix(routes.SlotHash(key)) % splitSlots)
 }

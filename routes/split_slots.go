@@ -42,10 +42,10 @@ func RebalanceSlots(prev []byte, prevVersions []string, w Weights) []byte {
 	}
 	seeds := make([]uint64, len(versions))
 	for i, v := range versions {
-		seeds[i] = slotHash(v)
+		seeds[i] = SlotHash(v)
 	}
 	score := func(s, i int) float64 {
-		h := slotMix(seeds[i] ^ slotMix(uint64(s)+0x9e3779b97f4a7c15))
+		h := SlotMix(seeds[i] ^ SlotMix(uint64(s)+0x9e3779b97f4a7c15))
 		u := (float64(h>>11) + 0.5) / (1 << 53)
 		return -math.Log(u) / float64(max(w[versions[i]], 1))
 	}
@@ -114,8 +114,9 @@ func cmpScore(a, b float64, ta, tb int) int {
 	return ta - tb
 }
 
-// slotHash is FNV-1a; slotMix the splitmix64 finaliser.
-func slotHash(s string) uint64 {
+// SlotHash is FNV-1a, the hash of versions and routing keys in slot
+// tables (the resolver hashes X-Route-Key with SlotMix(SlotHash(key))).
+func SlotHash(s string) uint64 {
 	h := uint64(14695981039346656037)
 	for i := 0; i < len(s); i++ {
 		h ^= uint64(s[i])
@@ -124,7 +125,8 @@ func slotHash(s string) uint64 {
 	return h
 }
 
-func slotMix(x uint64) uint64 {
+// SlotMix is the splitmix64 finaliser, spreading similar hashes evenly.
+func SlotMix(x uint64) uint64 {
 	x ^= x >> 30
 	x *= 0xbf58476d1ce4e5b9
 	x ^= x >> 27
