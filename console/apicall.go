@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+
+	"github.com/gin-gonic/gin"
 	"time"
 )
 
@@ -97,4 +99,24 @@ func (c *Console) call(ctx context.Context, v viewer, req request) (apiAnswer, e
 		rec.status = http.StatusOK
 	}
 	return apiAnswer{Status: rec.status, Header: rec.header, Body: rec.body.Bytes()}, nil
+}
+
+// read GETs path from the API as v and decodes a 2xx answer into out.
+// Otherwise it answers the page itself — the API's error (what names the
+// attempt), or 500/502 — and returns false.
+func (c *Console) read(g *gin.Context, v viewer, path, what string, out any) bool {
+	a, err := c.call(g.Request.Context(), v, request{method: http.MethodGet, path: path})
+	if err != nil {
+		c.fail(g, http.StatusInternalServerError, "internal error")
+		return false
+	}
+	if !a.OK() {
+		c.apiFail(g, a, what)
+		return false
+	}
+	if err := a.decode(out); err != nil {
+		c.fail(g, http.StatusBadGateway, "The API answered something unexpected.")
+		return false
+	}
+	return true
 }

@@ -47,18 +47,8 @@ func (c *Console) mutationsPage(g *gin.Context) {
 func (c *Console) mutationPage(g *gin.Context) {
 	v := viewerOf(g)
 	id := strings.TrimPrefix(g.Param("id"), "/")
-	a, err := c.call(g.Request.Context(), v, request{method: http.MethodGet, path: "/api/v1/mutations/" + escapeSegments(id)})
-	if err != nil {
-		c.fail(g, http.StatusInternalServerError, "internal error")
-		return
-	}
-	if !a.OK() {
-		c.apiFail(g, a, "Reading the mutation")
-		return
-	}
 	var m mutationStatus
-	if err := a.decode(&m); err != nil {
-		c.fail(g, http.StatusBadGateway, "The API answered something unexpected.")
+	if !c.read(g, v, "/api/v1/mutations/" + escapeSegments(id), "Reading the mutation", &m) {
 		return
 	}
 	if len(m.RouteRaw) > 0 {

@@ -182,18 +182,8 @@ func (c *Console) startRollout(g *gin.Context) {
 func (c *Console) rolloutPage(g *gin.Context) {
 	v := viewerOf(g)
 	id := strings.TrimPrefix(g.Param("id"), "/")
-	a, err := c.call(g.Request.Context(), v, request{method: http.MethodGet, path: "/api/v1/rollouts/" + escapeSegments(id)})
-	if err != nil {
-		c.fail(g, http.StatusInternalServerError, "internal error")
-		return
-	}
-	if !a.OK() {
-		c.apiFail(g, a, "Reading the rollout")
-		return
-	}
 	var r rolloutStatus
-	if err := a.decode(&r); err != nil {
-		c.fail(g, http.StatusBadGateway, "The API answered something unexpected.")
+	if !c.read(g, v, "/api/v1/rollouts/" + escapeSegments(id), "Reading the rollout", &r) {
 		return
 	}
 	if r.ID == "" {

@@ -26,18 +26,8 @@ func (c *Console) routesPage(g *gin.Context) {
 		q.Set("cursor", cur)
 	}
 	q.Set("limit", "100")
-	a, err := c.call(g.Request.Context(), v, request{method: http.MethodGet, path: "/api/v1/routes?" + q.Encode()})
-	if err != nil {
-		c.fail(g, http.StatusInternalServerError, "internal error")
-		return
-	}
-	if !a.OK() {
-		c.apiFail(g, a, "Listing routes")
-		return
-	}
 	var page routePage
-	if err := a.decode(&page); err != nil {
-		c.fail(g, http.StatusBadGateway, "The API answered something unexpected.")
+	if !c.read(g, v, "/api/v1/routes?" + q.Encode(), "Listing routes", &page) {
 		return
 	}
 	search := strings.ToLower(strings.TrimSpace(g.Query("q")))
@@ -103,18 +93,8 @@ func (c *Console) routePage(g *gin.Context) {
 	v := viewerOf(g)
 	t, s, e, ver := g.Param("tenant"), g.Param("service"), g.Param("env"), g.Param("version")
 	ctx := g.Request.Context()
-	a, err := c.call(ctx, v, request{method: http.MethodGet, path: apiRoutePath(t, s, e, ver)})
-	if err != nil {
-		c.fail(g, http.StatusInternalServerError, "internal error")
-		return
-	}
-	if !a.OK() {
-		c.apiFail(g, a, "Reading the route")
-		return
-	}
 	var r route
-	if err := a.decode(&r); err != nil {
-		c.fail(g, http.StatusBadGateway, "The API answered something unexpected.")
+	if !c.read(g, v, apiRoutePath(t, s, e, ver), "Reading the route", &r) {
 		return
 	}
 	var hist historyPage
