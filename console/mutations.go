@@ -48,7 +48,7 @@ func (c *Console) mutationPage(g *gin.Context) {
 	v := viewerOf(g)
 	id := strings.TrimPrefix(g.Param("id"), "/")
 	var m mutationStatus
-	if !c.read(g, v, "/api/v1/mutations/" + escapeSegments(id), "Reading the mutation", &m) {
+	if !c.read(g, v, "/api/v1/mutations/"+escapeSegments(id), "Reading the mutation", &m) {
 		return
 	}
 	if len(m.RouteRaw) > 0 {

@@ -183,7 +183,7 @@ func (c *Console) rolloutPage(g *gin.Context) {
 	v := viewerOf(g)
 	id := strings.TrimPrefix(g.Param("id"), "/")
 	var r rolloutStatus
-	if !c.read(g, v, "/api/v1/rollouts/" + escapeSegments(id), "Reading the rollout", &r) {
+	if !c.read(g, v, "/api/v1/rollouts/"+escapeSegments(id), "Reading the rollout", &r) {
 		return
 	}
 	if r.ID == "" {

@@ -27,7 +27,7 @@ func (c *Console) routesPage(g *gin.Context) {
 	}
 	q.Set("limit", "100")
 	var page routePage
-	if !c.read(g, v, "/api/v1/routes?" + q.Encode(), "Listing routes", &page) {
+	if !c.read(g, v, "/api/v1/routes?"+q.Encode(), "Listing routes", &page) {
 		return
 	}
 	search := strings.ToLower(strings.TrimSpace(g.Query("q")))
