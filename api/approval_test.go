@@ -305,6 +305,9 @@ func TestAWriteToAnEnvThatNeedsApprovalWaitsForAnotherPrincipal(t *testing.T) {
 	require.Equal(t, "looks right", approved.Body["comment"])
 	require.Contains(t, []any{"running", "completed"}, approved.Body["status"])
 
+	retried := call(t, h, "POST", mut+"/approve", "Bearer approver", nil)
+	require.Equal(t, http.StatusOK, retried.Code, "the approver's retry is answered as its approval was: %s", retried.Raw)
+	require.Equal(t, map[string]any{"id": "tok_approver", "name": "lead"}, retried.Body["approved_by"], retried.Raw)
 	again := call(t, h, "POST", mut+"/approve", "Bearer admin", nil)
 	require.Equal(t, http.StatusConflict, again.Code, "approving twice applies once: %s", again.Raw)
 	require.Equal(t, "mutation_not_pending", again.errorCode())
@@ -403,7 +406,8 @@ func TestABatchWithARouteInAnEnvThatNeedsApprovalWaitsAsAWhole(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return call(t, h, "GET", mut, "Bearer reader", nil).Body["status"] == "completed"
 	}, 10*time.Second, 100*time.Millisecond)
-	require.Equal(t, http.StatusConflict, call(t, h, "POST", mut+"/approve", "Bearer approver", nil).Code)
+	require.Equal(t, http.StatusOK, call(t, h, "POST", mut+"/approve", "Bearer approver", nil).Code, "the approver's retry")
+	require.Equal(t, http.StatusConflict, call(t, h, "POST", mut+"/approve", "Bearer admin", nil).Code, "another principal's approval")
 }
 
 // callWithKey is call with an Idempotency-Key.

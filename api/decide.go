@@ -3,6 +3,7 @@ package api
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/gin-gonic/gin"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
@@ -119,7 +121,7 @@ func (s *Server) decide(c *gin.Context, id mutationID, update string, d *workflo
 		return
 	}
 	if info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-		WriteError(c, nil, errNotPending)
+		s.notPending(c, ctx, id, info, update, d)
 		return
 	}
 	runID := info.GetExecution().GetRunId()
@@ -141,7 +143,7 @@ func (s *Server) decide(c *gin.Context, id mutationID, update string, d *workflo
 				return
 			}
 			if st.State != workflows.StateAwaitingApproval {
-				WriteError(c, nil, errNotPending)
+				s.notPending(c, ctx, id, info, update, d)
 				return
 			}
 		}
@@ -158,7 +160,14 @@ func (s *Server) decide(c *gin.Context, id mutationID, update string, d *workflo
 		err = handle.Get(ctx, nil)
 	}
 	if err != nil {
-		WriteError(c, log, decisionError(err))
+		if e := decisionError(err); e == errNotPending {
+			if desc, derr := s.o.Temporal.DescribeWorkflowExecution(ctx, id.wfID, ""); derr == nil {
+				info = desc.GetWorkflowExecutionInfo()
+			}
+			s.notPending(c, ctx, id, info, update, d)
+		} else {
+			WriteError(c, log, e)
+		}
 		return
 	}
 	// The answer is the status as GET shows it now.
@@ -183,4 +192,35 @@ func decisionError(err error) error {
 		return errNotPending
 	}
 	return temporalError(err)
+}
+
+// notPending answers a decision the mutation no longer waits for: 409
+// mutation_not_pending, except for the same principal repeating the
+// decision it made (an approve or reject retried after its answer was
+// lost), which is answered 200 with the status, as the first was. Without
+// identities (TM_AUTH=off) there is no telling who decided: always 409.
+func (s *Server) notPending(c *gin.Context, ctx context.Context, id mutationID, info *workflowpb.WorkflowExecutionInfo, update string, d *workflows.Decision) {
+	if d == nil || d.By.ID == "" {
+		WriteError(c, nil, errNotPending)
+		return
+	}
+	ans := s.statusAnswer(ctx, id, info)
+	b, err := json.Marshal(ans)
+	var st struct {
+		ApprovedBy *workflows.Actor `json:"approved_by"`
+		RejectedBy *workflows.Actor `json:"rejected_by"`
+	}
+	if err != nil || json.Unmarshal(b, &st) != nil {
+		WriteError(c, nil, errNotPending)
+		return
+	}
+	by := st.ApprovedBy
+	if update == workflows.RejectUpdate {
+		by = st.RejectedBy
+	}
+	if by == nil || by.ID != d.By.ID {
+		WriteError(c, nil, errNotPending)
+		return
+	}
+	c.JSON(http.StatusOK, ans)
 }

@@ -26,7 +26,7 @@ func TestAnApprovedOrScheduledBatchCreatesItsRoutesOnce(t *testing.T) {
 	require.Equal(t, http.StatusForbidden, ap.do(t, "POST", "/api/v1/mutations/"+wfID+"/approve", nil, ap.writer...).Status)
 	ok := ap.do(t, "POST", "/api/v1/mutations/"+wfID+"/approve", nil, ap.approver...)
 	require.Equal(t, http.StatusOK, ok.Status, ok.Raw)
-	require.Equal(t, http.StatusConflict, ap.do(t, "POST", "/api/v1/mutations/"+wfID+"/approve", nil, ap.approver...).Status)
+	require.Equal(t, http.StatusConflict, ap.do(t, "POST", "/api/v1/mutations/"+wfID+"/approve", nil, ap.admin...).Status, "a second principal's approval")
 	ap.awaitStatus(t, wfID, "completed")
 
 	sched := map[string]any{"routes": []map[string]any{

@@ -374,7 +374,7 @@ func TestARolloutOfAnEnvThatNeedsApprovalWaitsForAnApprover(t *testing.T) {
 	ok := ap.do(t, "POST", approve, map[string]any{"comment": "CR-7"}, ap.approver...)
 	require.Equal(t, http.StatusOK, ok.Status, ok.Raw)
 	require.Contains(t, ok.Raw, `"alice"`, "approved_by names the approver")
-	require.Equal(t, http.StatusConflict, ap.do(t, "POST", approve, nil, ap.approver...).Status, "a second approval")
+	require.Equal(t, http.StatusConflict, ap.do(t, "POST", approve, nil, ap.admin...).Status, "a second principal's approval")
 	var done response
 	eventually(t, 30*time.Second, func() bool {
 		done = rollout(id)
