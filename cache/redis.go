@@ -77,38 +77,56 @@ return 1
 // Invalidate drops the cached answer of k after a change to revision.
 // It is idempotent: running it twice leaves the same state.
 func (r *Redis) Invalidate(ctx context.Context, k routes.Key, revision int64) error {
-	err := invalidateScript.Run(ctx, r.c, []string{Key(k), floorKey(k)}, revision, r.floorTTL.Milliseconds()).Err()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("invalidate %s: %w", Key(k), err)
-	}
-	return nil
+	return r.invalidate(ctx, Key(k), floorKey(k), revision)
 }
 
 // Get returns the cached answer of k; ok is false on a miss.
 func (r *Redis) Get(ctx context.Context, k routes.Key) (e Entry, ok bool, err error) {
-	b, err := r.c.Get(ctx, Key(k)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return Entry{}, false, nil
-	}
-	if err != nil {
-		return Entry{}, false, fmt.Errorf("get %s: %w", Key(k), err)
-	}
-	if err := json.Unmarshal(b, &e); err != nil {
-		return Entry{}, false, nil // an unreadable entry is a miss; the fill replaces it
-	}
-	return e, true, nil
+	return getEntry[Entry](ctx, r, Key(k))
 }
 
 // Fill caches e for ttl unless a newer revision is known. It reports whether
 // the entry was stored.
 func (r *Redis) Fill(ctx context.Context, k routes.Key, e Entry, ttl time.Duration) (bool, error) {
-	b, err := json.Marshal(e)
+	return r.fill(ctx, Key(k), floorKey(k), e.Revision, e, ttl)
+}
+
+// invalidate drops key and raises its floor to revision (routes and
+// splits alike).
+func (r *Redis) invalidate(ctx context.Context, key, floor string, revision int64) error {
+	err := invalidateScript.Run(ctx, r.c, []string{key, floor}, revision, r.floorTTL.Milliseconds()).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("invalidate %s: %w", key, err)
+	}
+	return nil
+}
+
+// getEntry reads the JSON entry at key; ok is false on a miss.
+func getEntry[T any](ctx context.Context, r *Redis, key string) (e T, ok bool, err error) {
+	var zero T
+	b, err := r.c.Get(ctx, key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return zero, false, nil
+	}
+	if err != nil {
+		return zero, false, fmt.Errorf("get %s: %w", key, err)
+	}
+	if err := json.Unmarshal(b, &e); err != nil {
+		return zero, false, nil // an unreadable entry is a miss; the fill replaces it
+	}
+	return e, true, nil
+}
+
+// fill stores v at key for ttl unless the floor says a newer revision than
+// revision is known; it reports whether it was stored.
+func (r *Redis) fill(ctx context.Context, key, floor string, revision int64, v any, ttl time.Duration) (bool, error) {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return false, err
 	}
-	n, err := fillScript.Run(ctx, r.c, []string{Key(k), floorKey(k)}, e.Revision, string(b), ttl.Milliseconds()).Int()
+	n, err := fillScript.Run(ctx, r.c, []string{key, floor}, revision, string(b), ttl.Milliseconds()).Int()
 	if err != nil {
-		return false, fmt.Errorf("fill %s: %w", Key(k), err)
+		return false, fmt.Errorf("fill %s: %w", key, err)
 	}
 	return n == 1, nil
 }

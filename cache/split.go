@@ -2,12 +2,7 @@ package cache
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/trafficmanager/trafficmanager/routes"
 )
@@ -33,37 +28,15 @@ type SplitEntry struct {
 // InvalidateSplit drops the split's cached definition after a change to
 // revision and raises its floor, as Invalidate does for a route.
 func (r *Redis) InvalidateSplit(ctx context.Context, k routes.SplitKey, revision int64) error {
-	err := invalidateScript.Run(ctx, r.c, []string{SplitKey(k), splitFloorKey(k)}, revision, r.floorTTL.Milliseconds()).Err()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("invalidate %s: %w", SplitKey(k), err)
-	}
-	return nil
+	return r.invalidate(ctx, SplitKey(k), splitFloorKey(k), revision)
 }
 
 // GetSplit returns the cached split of k; ok is false on a miss.
 func (r *Redis) GetSplit(ctx context.Context, k routes.SplitKey) (e SplitEntry, ok bool, err error) {
-	b, err := r.c.Get(ctx, SplitKey(k)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return SplitEntry{}, false, nil
-	}
-	if err != nil {
-		return SplitEntry{}, false, fmt.Errorf("get %s: %w", SplitKey(k), err)
-	}
-	if err := json.Unmarshal(b, &e); err != nil {
-		return SplitEntry{}, false, nil
-	}
-	return e, true, nil
+	return getEntry[SplitEntry](ctx, r, SplitKey(k))
 }
 
 // FillSplit caches e for ttl unless a newer revision is known.
 func (r *Redis) FillSplit(ctx context.Context, k routes.SplitKey, e SplitEntry, ttl time.Duration) (bool, error) {
-	b, err := json.Marshal(e)
-	if err != nil {
-		return false, err
-	}
-	n, err := fillScript.Run(ctx, r.c, []string{SplitKey(k), splitFloorKey(k)}, e.Revision, string(b), ttl.Milliseconds()).Int()
-	if err != nil {
-		return false, fmt.Errorf("fill %s: %w", SplitKey(k), err)
-	}
-	return n == 1, nil
+	return r.fill(ctx, SplitKey(k), splitFloorKey(k), e.Revision, e, ttl)
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/url"
 	"strconv"
 	"strings"
 
@@ -146,15 +145,7 @@ func newMutationsListCmd(cf *clientFlags) *cobra.Command {
 			if limit < 0 || limit > 200 {
 				return usageErr("--limit must be 1 to 200")
 			}
-			q := url.Values{}
-			for name, v := range map[string]string{"tenant": tenant, "status": status, "cursor": cursor} {
-				if v != "" {
-					q.Set(name, v)
-				}
-			}
-			if limit > 0 {
-				q.Set("limit", strconv.Itoa(limit))
-			}
+			q := pageQuery(limit, "tenant", tenant, "status", status, "cursor", cursor)
 			var raw json.RawMessage
 			if _, err := cf.call(c.Context(), "GET", "/api/v1/mutations", q, nil, &raw); err != nil {
 				return err

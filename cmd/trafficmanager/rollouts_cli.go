@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -84,15 +83,7 @@ func newRolloutsListCmd(cf *clientFlags) *cobra.Command {
 			if limit < 0 || limit > 200 {
 				return usageErr("--limit must be 1 to 200")
 			}
-			q := url.Values{}
-			for _, p := range [][2]string{{"tenant", tenant}, {"service", service}, {"env", env}, {"status", status}, {"cursor", cursor}} {
-				if p[1] != "" {
-					q.Set(p[0], p[1])
-				}
-			}
-			if limit > 0 {
-				q.Set("limit", strconv.Itoa(limit))
-			}
+			q := pageQuery(limit, "tenant", tenant, "service", service, "env", env, "status", status, "cursor", cursor)
 			var raw json.RawMessage
 			if _, err := cf.call(c.Context(), "GET", "/api/v1/rollouts", q, nil, &raw); err != nil {
 				return err
